@@ -1,0 +1,15 @@
+// The flashneox subcommands. Each takes the arguments after its name and
+// returns the process exit code; errors are thrown as flashneox::Error.
+#pragma once
+
+#include <string>
+
+namespace flashneox {
+
+int run_logits(int argc, char** argv);
+
+// The bundled model: $FLASHNEOX_MODEL, else models/neox-shakespeare beside the
+// binary's build folder, else under the current directory.
+std::string default_model_dir();
+
+}  // namespace flashneox

@@ -1,0 +1,84 @@
+// The one seam between the model and the hardware. The model's forward is
+// written once against this interface; each backend (CPU now, CUDA next)
+// implements every op. Pointers are in the backend's memory; shapes are
+// written on every argument as [dim, dim, ...] row-major.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/dtype.h"
+#include "io/model_config.h"
+
+namespace flashneox {
+
+// A weight matrix used as y = x · W^T, kept in its stored dtype.
+struct WeightMatrix {
+  DType dtype = DType::F32;
+  const void* data = nullptr;  // [rows, cols]
+  int64_t rows = 0;            // output features
+  int64_t cols = 0;            // input features
+};
+
+// Everything attention needs about one forward's sequences and the paged cache.
+// Query token j (0-based among sequence s's new tokens) sits at absolute
+// position context_lens[s] - q_len(s) + j and sees keys at positions <= that.
+struct AttentionParams {
+  const float* q = nullptr;            // [num_tokens, heads, head_size], rotary applied
+  float* out = nullptr;                // [num_tokens, heads, head_size]
+  const float* k_cache = nullptr;      // [num_blocks, block_size, heads, head_size]
+  const float* v_cache = nullptr;      // [num_blocks, block_size, heads, head_size]
+  int heads = 0;
+  int head_size = 0;
+  int block_size = 0;
+  float scale = 1.0f;                  // 1 / sqrt(head_size)
+  int num_seqs = 0;
+  const int32_t* cu_q = nullptr;       // [num_seqs + 1] offsets of each sequence's queries
+  const int32_t* context_lens = nullptr;  // [num_seqs] cached + new tokens
+  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
+  int max_blocks_per_seq = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // out[t, :] = embedding[ids[t], :] as f32.     embedding: [vocab, hidden]
+  virtual void embed(const WeightMatrix& embedding, const int32_t* ids, int64_t tokens,
+                     float* out /* [tokens, hidden] */) = 0;
+
+  // y[m, n] = x[m, :] · W[n, :] + bias[n]   (bias may be null)
+  virtual void linear(const float* x /* [m, k] */, int64_t m, const WeightMatrix& w,
+                      const float* bias /* [n] */, float* y /* [m, n] */) = 0;
+
+  // y = (x - mean) / sqrt(var + eps) * gamma + beta, per row of width n.
+  virtual void layer_norm(const float* x /* [m, n] */, int64_t m, int64_t n,
+                          const float* gamma /* [n] */, const float* beta /* [n] */, float eps,
+                          float* y /* [m, n] */) = 0;
+
+  // In place over count elements.
+  virtual void activation(float* x, int64_t count, Activation kind) = 0;
+
+  // x[i] += a[i] (+ b[i] when b is not null).
+  virtual void add(float* x, const float* a, const float* b, int64_t count) = 0;
+
+  // Splits the fused qkv projection ([tokens, heads, 3, head_size] as GPT-NeoX
+  // lays it out), rotates the first rotary_dims of q and k ("rotate half"),
+  // writes q to q_out and k, v into the cache at each token's slot.
+  // cos/sin: [tokens, rotary_dims / 2], precomputed per token position.
+  virtual void rotary_and_cache(const float* qkv, int64_t tokens, int heads, int head_size,
+                                int rotary_dims, const float* cos, const float* sin,
+                                const int64_t* slots /* [tokens] */, float* q_out,
+                                float* k_cache, float* v_cache) = 0;
+
+  // Tiled online-softmax attention of several new tokens per sequence over
+  // the cached prefix plus themselves (causal).
+  virtual void prefill_attention(const AttentionParams& params) = 0;
+  // One query per sequence, reading K/V through the block table.
+  virtual void decode_attention(const AttentionParams& params) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace flashneox

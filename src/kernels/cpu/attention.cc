@@ -1,0 +1,168 @@
+// Attention over the paged KV cache. Prefill: flash-style, a tile of query
+// rows against tiles of keys gathered through the block table, with an online
+// softmax so no [q, k] score matrix is ever materialised. Decode: the same
+// tile walk with a single query row per (sequence, head).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/parallel.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace flashneox::cpu {
+
+namespace {
+
+constexpr int kQueryTile = 16;
+constexpr int kKeyTile = 32;
+
+inline float dot(const float* a, const float* b, int n) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+inline int64_t slot_of(const AttentionParams& p, int seq, int pos) {
+  const int32_t block = p.block_tables[static_cast<int64_t>(seq) * p.max_blocks_per_seq +
+                                       pos / p.block_size];
+  return static_cast<int64_t>(block) * p.block_size + pos % p.block_size;
+}
+
+// Query rows [j0, j1) of sequence `seq`, head `head`.
+void attend_rows(const AttentionParams& p, int seq, int head, int j0, int j1) {
+  const int d = p.head_size;
+  const int64_t row_stride = static_cast<int64_t>(p.heads) * d;
+  const int q_len = p.cu_q[seq + 1] - p.cu_q[seq];
+  const int start = p.context_lens[seq] - q_len;  // absolute position of query row 0
+  const int rows = j1 - j0;
+  const int last_key = start + j1 - 1;
+
+  float m[kQueryTile];
+  float l[kQueryTile];
+  float acc[kQueryTile][256];  // head_size <= 256 (checked by the model)
+  const float* q[kQueryTile];
+  for (int r = 0; r < rows; ++r) {
+    m[r] = -std::numeric_limits<float>::infinity();
+    l[r] = 0.0f;
+    std::fill(acc[r], acc[r] + d, 0.0f);
+    q[r] = p.q + (p.cu_q[seq] + j0 + r) * row_stride + head * d;
+  }
+  const float* k_ptr[kKeyTile];
+  const float* v_ptr[kKeyTile];
+  float score[kKeyTile];
+  for (int k0 = 0; k0 <= last_key; k0 += kKeyTile) {
+    const int k1 = std::min(last_key + 1, k0 + kKeyTile);
+    for (int c = 0; c < k1 - k0; ++c) {
+      const int64_t slot = slot_of(p, seq, k0 + c);
+      k_ptr[c] = p.k_cache + slot * row_stride + head * d;
+      v_ptr[c] = p.v_cache + slot * row_stride + head * d;
+    }
+    for (int r = 0; r < rows; ++r) {
+      const int visible_end = std::min(k1, start + j0 + r + 1);  // causal
+      if (visible_end <= k0) continue;
+      const int count = visible_end - k0;
+      float tile_max = -std::numeric_limits<float>::infinity();
+      for (int c = 0; c < count; ++c) {
+        score[c] = dot(q[r], k_ptr[c], d) * p.scale;
+        tile_max = std::max(tile_max, score[c]);
+      }
+      const float new_max = std::max(m[r], tile_max);
+      const float correction = std::exp(m[r] - new_max);
+      float sum = 0.0f;
+      float* a = acc[r];
+      if (correction != 1.0f) {
+#pragma omp simd
+        for (int i = 0; i < d; ++i) a[i] *= correction;
+      }
+      for (int c = 0; c < count; ++c) {
+        const float weight = std::exp(score[c] - new_max);
+        sum += weight;
+        const float* v = v_ptr[c];
+#pragma omp simd
+        for (int i = 0; i < d; ++i) a[i] += weight * v[i];
+      }
+      l[r] = l[r] * correction + sum;
+      m[r] = new_max;
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    float* out = p.out + (p.cu_q[seq] + j0 + r) * row_stride + head * d;
+    const float inv = 1.0f / l[r];
+    for (int i = 0; i < d; ++i) out[i] = acc[r][i] * inv;
+  }
+}
+
+struct WorkItem {
+  int seq, head, j0, j1;
+};
+
+}  // namespace
+
+void prefill_attention(const AttentionParams& p) {
+  std::vector<WorkItem> items;
+  for (int s = 0; s < p.num_seqs; ++s) {
+    const int q_len = p.cu_q[s + 1] - p.cu_q[s];
+    for (int h = 0; h < p.heads; ++h)
+      for (int j = 0; j < q_len; j += kQueryTile)
+        items.push_back({s, h, j, std::min(q_len, j + kQueryTile)});
+  }
+  int64_t total_cost = 0;  // query rows x keys x head size, summed over items
+  for (const WorkItem& w : items)
+    total_cost += static_cast<int64_t>(w.j1 - w.j0) *
+                  (p.context_lens[w.seq] - (p.cu_q[w.seq + 1] - p.cu_q[w.seq]) + w.j1) * p.head_size;
+  const int64_t per_item = items.empty() ? 1 : total_cost / static_cast<int64_t>(items.size()) * 2;
+  parallel_for_cost(static_cast<int64_t>(items.size()), per_item, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      attend_rows(p, items[i].seq, items[i].head, items[i].j0, items[i].j1);
+  });
+}
+
+void decode_attention(const AttentionParams& p) {
+  const int64_t items = static_cast<int64_t>(p.num_seqs) * p.heads;
+  int64_t keys = 0;
+  for (int s = 0; s < p.num_seqs; ++s) keys += p.context_lens[s];
+  const int64_t per_item = 2 * keys / std::max(p.num_seqs, 1) * p.head_size;
+  parallel_for_cost(items, per_item, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int seq = static_cast<int>(i / p.heads);
+      const int q_len = p.cu_q[seq + 1] - p.cu_q[seq];
+      attend_rows(p, seq, static_cast<int>(i % p.heads), q_len - 1, q_len);
+    }
+  });
+}
+
+void attention_reference(const AttentionParams& p) {
+  const int d = p.head_size;
+  const int64_t row_stride = static_cast<int64_t>(p.heads) * d;
+  for (int s = 0; s < p.num_seqs; ++s) {
+    const int q_len = p.cu_q[s + 1] - p.cu_q[s];
+    const int start = p.context_lens[s] - q_len;
+    for (int j = 0; j < q_len; ++j)
+      for (int h = 0; h < p.heads; ++h) {
+        const float* q = p.q + (p.cu_q[s] + j) * row_stride + h * d;
+        const int keys = start + j + 1;
+        std::vector<double> scores(static_cast<size_t>(keys));
+        double max_score = -1e300;
+        for (int k = 0; k < keys; ++k) {
+          const float* kp = p.k_cache + slot_of(p, s, k) * row_stride + h * d;
+          double dotv = 0.0;
+          for (int i = 0; i < d; ++i) dotv += static_cast<double>(q[i]) * kp[i];
+          scores[k] = dotv * p.scale;
+          max_score = std::max(max_score, scores[k]);
+        }
+        double total = 0.0;
+        for (double& v : scores) total += (v = std::exp(v - max_score));
+        float* out = p.out + (p.cu_q[s] + j) * row_stride + h * d;
+        for (int i = 0; i < d; ++i) {
+          double sum = 0.0;
+          for (int k = 0; k < keys; ++k)
+            sum += scores[k] * p.v_cache[slot_of(p, s, k) * row_stride + h * d + i];
+          out[i] = static_cast<float>(sum / total);
+        }
+      }
+  }
+}
+
+}  // namespace flashneox::cpu

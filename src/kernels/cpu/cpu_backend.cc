@@ -1,0 +1,48 @@
+// The CPU implementation of the Backend seam: a thin forwarder to the kernels.
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace flashneox {
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  void embed(const WeightMatrix& embedding, const int32_t* ids, int64_t tokens,
+             float* out) override {
+    cpu::embed(embedding, ids, tokens, out);
+  }
+  void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias,
+              float* y) override {
+    cpu::linear(x, m, w, bias, y);
+  }
+  void layer_norm(const float* x, int64_t m, int64_t n, const float* gamma, const float* beta,
+                  float eps, float* y) override {
+    cpu::layer_norm(x, m, n, gamma, beta, eps, y);
+  }
+  void activation(float* x, int64_t count, Activation kind) override {
+    cpu::activation(x, count, kind);
+  }
+  void add(float* x, const float* a, const float* b, int64_t count) override {
+    cpu::add(x, a, b, count);
+  }
+  void rotary_and_cache(const float* qkv, int64_t tokens, int heads, int head_size,
+                        int rotary_dims, const float* cos, const float* sin,
+                        const int64_t* slots, float* q_out, float* k_cache,
+                        float* v_cache) override {
+    cpu::rotary_and_cache(qkv, tokens, heads, head_size, rotary_dims, cos, sin, slots, q_out,
+                          k_cache, v_cache);
+  }
+  void prefill_attention(const AttentionParams& params) override {
+    cpu::prefill_attention(params);
+  }
+  void decode_attention(const AttentionParams& params) override {
+    cpu::decode_attention(params);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace flashneox

@@ -1,0 +1,38 @@
+// CPU kernels behind the Backend seam. Each SIMD kernel has a plain scalar
+// twin (the *_reference functions) that tests compare it against.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/backend.h"
+
+namespace flashneox::cpu {
+
+// Which instruction set the hot kernels use; FLASHNEOX_ISA=scalar|avx2|avx512
+// forces a lower one so every path can be tested on one machine.
+enum class Isa { Scalar, Avx2, Avx512 };
+Isa active_isa();
+Isa supported_isa();         // the best this CPU (and FLASHNEOX_ISA) allows
+void limit_isa(Isa isa);     // tests: use at most this ISA from now on
+const char* isa_name(Isa isa);
+
+void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
+void linear_reference(const float* x, int64_t m, const WeightMatrix& w, const float* bias,
+                      float* y);
+
+void embed(const WeightMatrix& embedding, const int32_t* ids, int64_t tokens, float* out);
+void layer_norm(const float* x, int64_t m, int64_t n, const float* gamma, const float* beta,
+                float eps, float* y);
+void activation(float* x, int64_t count, Activation kind);
+void add(float* x, const float* a, const float* b, int64_t count);
+
+void rotary_and_cache(const float* qkv, int64_t tokens, int heads, int head_size,
+                      int rotary_dims, const float* cos, const float* sin, const int64_t* slots,
+                      float* q_out, float* k_cache, float* v_cache);
+
+void prefill_attention(const AttentionParams& p);
+void decode_attention(const AttentionParams& p);
+// Plain softmax(q K^T) V, one query at a time: the reference for both.
+void attention_reference(const AttentionParams& p);
+
+}  // namespace flashneox::cpu

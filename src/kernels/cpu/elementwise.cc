@@ -1,0 +1,67 @@
+// Row-wise and element-wise kernels: embedding lookup, layer norm, GELU, adds.
+#include <cmath>
+
+#include "core/parallel.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace flashneox::cpu {
+
+void embed(const WeightMatrix& embedding, const int32_t* ids, int64_t tokens, float* out) {
+  const int64_t hidden = embedding.cols;
+  const size_t row_bytes = static_cast<size_t>(hidden) * dtype_size(embedding.dtype);
+  for (int64_t t = 0; t < tokens; ++t) {
+    const auto* row = static_cast<const unsigned char*>(embedding.data) + ids[t] * row_bytes;
+    convert_to_f32(embedding.dtype, row, out + t * hidden, static_cast<size_t>(hidden));
+  }
+}
+
+void layer_norm(const float* x, int64_t m, int64_t n, const float* gamma, const float* beta,
+                float eps, float* y) {
+  parallel_for_cost(m, 4 * n, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* row = x + r * n;
+      float* dst = y + r * n;
+      // Two passes in double: the mean and variance of a 6k-wide row in f32
+      // lose digits that the parity tests notice.
+      double sum = 0.0;
+      for (int64_t i = 0; i < n; ++i) sum += row[i];
+      const double mean = sum / static_cast<double>(n);
+      double sq = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double d = row[i] - mean;
+        sq += d * d;
+      }
+      const float inv = static_cast<float>(1.0 / std::sqrt(sq / static_cast<double>(n) + eps));
+      const float fmean = static_cast<float>(mean);
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) dst[i] = (row[i] - fmean) * inv * gamma[i] + beta[i];
+    }
+  });
+}
+
+void activation(float* x, int64_t count, Activation kind) {
+  parallel_for_cost(count, 16, [&](int64_t begin, int64_t end) {
+    if (kind == Activation::GeluErf) {
+      for (int64_t i = begin; i < end; ++i)
+        x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+    } else {
+      const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+      for (int64_t i = begin; i < end; ++i) {
+        const float v = x[i];
+        x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * v * v * v)));
+      }
+    }
+  });
+}
+
+void add(float* x, const float* a, const float* b, int64_t count) {
+  if (b) {
+#pragma omp simd
+    for (int64_t i = 0; i < count; ++i) x[i] += a[i] + b[i];
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < count; ++i) x[i] += a[i];
+  }
+}
+
+}  // namespace flashneox::cpu

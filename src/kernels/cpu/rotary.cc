@@ -1,0 +1,47 @@
+// Fused: split GPT-NeoX's interleaved qkv, rotate q and k, write k and v to the
+// cache (reshape_and_cache) in one pass over the projection output.
+#include <cstring>
+
+#include "core/parallel.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace flashneox::cpu {
+
+namespace {
+// NeoX "rotate half": u' = u*cos + [-u2, u1]*sin over the first `rotary` dims.
+inline void rotate(const float* src, float* dst, int head_size, int rotary, const float* cos,
+                   const float* sin) {
+  const int half = rotary / 2;
+  for (int i = 0; i < half; ++i) {
+    const float a = src[i];
+    const float b = src[i + half];
+    dst[i] = a * cos[i] - b * sin[i];
+    dst[i + half] = b * cos[i] + a * sin[i];
+  }
+  if (head_size > rotary)
+    std::memcpy(dst + rotary, src + rotary, sizeof(float) * (head_size - rotary));
+}
+}  // namespace
+
+void rotary_and_cache(const float* qkv, int64_t tokens, int heads, int head_size,
+                      int rotary_dims, const float* cos, const float* sin, const int64_t* slots,
+                      float* q_out, float* k_cache, float* v_cache) {
+  const int64_t row = static_cast<int64_t>(heads) * head_size;
+  const int half = rotary_dims / 2;
+  parallel_for_cost(tokens, 3 * row, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const float* c = cos + t * half;
+      const float* s = sin + t * half;
+      float* k_dst = k_cache + slots[t] * row;
+      float* v_dst = v_cache + slots[t] * row;
+      for (int h = 0; h < heads; ++h) {
+        const float* src = qkv + (t * heads + h) * 3 * head_size;  // [q | k | v] per head
+        rotate(src, q_out + t * row + h * head_size, head_size, rotary_dims, c, s);
+        rotate(src + head_size, k_dst + h * head_size, head_size, rotary_dims, c, s);
+        std::memcpy(v_dst + h * head_size, src + 2 * head_size, sizeof(float) * head_size);
+      }
+    }
+  });
+}
+
+}  // namespace flashneox::cpu

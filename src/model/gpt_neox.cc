@@ -1,0 +1,213 @@
+#include "model/gpt_neox.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace flashneox {
+
+GptNeoxModel::GptNeoxModel(std::string dir, ModelConfig config, ModelWeights weights,
+                           std::unique_ptr<Backend> backend)
+    : dir_(std::move(dir)),
+      config_(std::move(config)),
+      weights_(std::move(weights)),
+      backend_(std::move(backend)) {}
+
+std::unique_ptr<GptNeoxModel> GptNeoxModel::load(const std::string& dir,
+                                                 std::unique_ptr<Backend> backend) {
+  ModelConfig config = ModelConfig::from_file(dir + "/config.json");
+  if (config.head_size > 256)
+    throw Error(concat(dir, "/config.json: head size ", config.head_size,
+                       " is larger than the 256 the attention kernels support"));
+  ModelWeights weights = ModelWeights::load(dir, config);
+  if (!backend) backend = make_cpu_backend();
+  return std::unique_ptr<GptNeoxModel>(
+      new GptNeoxModel(dir, std::move(config), std::move(weights), std::move(backend)));
+}
+
+std::unique_ptr<KvCache> GptNeoxModel::make_cache(int num_blocks, int block_size) const {
+  return std::make_unique<KvCache>(config_.num_layers, num_blocks, block_size, config_.num_heads,
+                                   config_.head_size);
+}
+
+void GptNeoxModel::validate(const ForwardBatch& b, const KvCache& cache,
+                            const std::vector<int32_t>& cu_q) const {
+  const int tokens = b.num_tokens();
+  const int seqs = b.num_seqs();
+  if (tokens == 0 || seqs == 0) throw Error("forward: empty batch");
+  if (static_cast<int>(b.position_ids.size()) != tokens ||
+      static_cast<int>(b.slots.size()) != tokens)
+    throw Error("forward: input_ids, position_ids and slots must have the same length");
+  if (static_cast<int>(b.block_tables.size()) != seqs)
+    throw Error("forward: one block table per sequence is required");
+  if (cu_q.back() != tokens)
+    throw Error(concat("forward: cu_seqlen_prefill ends at ", cu_q.back(), " but the batch has ",
+                       tokens, " tokens"));
+  for (int t = 0; t < tokens; ++t) {
+    if (b.input_ids[t] < 0 || b.input_ids[t] >= config_.vocab_size)
+      throw Error(concat("token id ", b.input_ids[t], " is outside the vocabulary (size ",
+                         config_.vocab_size, ")"));
+    if (b.position_ids[t] < 0) throw Error("forward: negative position id");
+    if (b.slots[t] < 0 || b.slots[t] >= cache.num_slots())
+      throw Error(concat("forward: slot ", b.slots[t], " is outside the cache"));
+  }
+  for (int s = 0; s < seqs; ++s) {
+    const int q_len = cu_q[s + 1] - cu_q[s];
+    if (q_len <= 0) throw Error(concat("forward: sequence ", s, " brings no tokens"));
+    if (b.cached_lens[s] < 0) throw Error("forward: negative cached length");
+    const int64_t context = static_cast<int64_t>(b.cached_lens[s]) + q_len;
+    if (context > static_cast<int64_t>(b.block_tables[s].size()) * cache.block_size())
+      throw Error(concat("forward: sequence ", s, " needs ", context,
+                         " cache slots but its block table holds fewer"));
+    for (int32_t block : b.block_tables[s])
+      if (block < 0 || block >= cache.num_blocks())
+        throw Error(concat("forward: block ", block, " is outside the cache"));
+  }
+  for (int32_t row : b.lm_head_indices)
+    if (row < 0 || row >= tokens) throw Error(concat("forward: lm_head index ", row, " out of range"));
+}
+
+void GptNeoxModel::rotary_tables(const ForwardBatch& b, const std::vector<int32_t>& cu_q,
+                                 std::vector<float>& cos, std::vector<float>& sin) const {
+  const int half = config_.rotary_dims / 2;
+  const double r = config_.rotary_dims;
+  cos.resize(static_cast<size_t>(b.num_tokens()) * half);
+  sin.resize(cos.size());
+  std::vector<double> inv_freq(static_cast<size_t>(half));
+  for (int s = 0; s < b.num_seqs(); ++s) {
+    double base = config_.rotary_base;
+    if (config_.rope_scaling == RopeScaling::Dynamic) {
+      // As transformers computes it: the base grows with the sequence length
+      // once it passes max_position_embeddings. Keys already cached keep the
+      // rotation they were written with (as in transformers with a cache).
+      int32_t max_pos = 0;
+      for (int t = cu_q[s]; t < cu_q[s + 1]; ++t) max_pos = std::max(max_pos, b.position_ids[t]);
+      const double length = max_pos + 1.0;
+      const double limit = config_.max_position_embeddings;
+      if (length > limit) {
+        const double f = config_.rope_factor;
+        base *= std::pow(f * length / limit - (f - 1.0), r / (r - 2.0));
+      }
+    }
+    for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(base, -2.0 * i / r);
+    for (int t = cu_q[s]; t < cu_q[s + 1]; ++t) {
+      double pos = b.position_ids[t];
+      if (config_.rope_scaling == RopeScaling::Linear) pos /= config_.rope_factor;
+      for (int i = 0; i < half; ++i) {
+        const double theta = pos * inv_freq[i];
+        cos[static_cast<size_t>(t) * half + i] = static_cast<float>(std::cos(theta));
+        sin[static_cast<size_t>(t) * half + i] = static_cast<float>(std::sin(theta));
+      }
+    }
+  }
+}
+
+ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
+  const ModelConfig& c = config_;
+  Backend& be = *backend_;
+  const int64_t T = b.num_tokens();
+  const int S = b.num_seqs();
+  const int64_t H = c.hidden_size;
+  const int64_t I = c.intermediate_size;
+
+  std::vector<int32_t> cu_q = b.cu_seqlen_prefill;
+  if (cu_q.empty()) {  // decode: one token per sequence
+    cu_q.resize(static_cast<size_t>(S) + 1);
+    for (int s = 0; s <= S; ++s) cu_q[s] = s;
+  }
+  if (static_cast<int>(cu_q.size()) != S + 1 || cu_q[0] != 0)
+    throw Error("forward: cu_seqlen_prefill must have num_seqs + 1 entries starting at 0");
+  validate(b, cache, cu_q);
+
+  // Sequence metadata for the attention kernels.
+  std::vector<int32_t> context_lens(static_cast<size_t>(S));
+  size_t max_blocks = 1;
+  for (int s = 0; s < S; ++s) {
+    context_lens[s] = b.cached_lens[s] + cu_q[s + 1] - cu_q[s];
+    max_blocks = std::max(max_blocks, b.block_tables[s].size());
+  }
+  std::vector<int32_t> tables(static_cast<size_t>(S) * max_blocks, 0);
+  for (int s = 0; s < S; ++s)
+    std::copy(b.block_tables[s].begin(), b.block_tables[s].end(), tables.begin() + s * max_blocks);
+
+  std::vector<float> cos, sin;
+  rotary_tables(b, cu_q, cos, sin);
+
+  std::vector<float> x(static_cast<size_t>(T * H));      // residual stream
+  std::vector<float> normed(x.size());                   // layer-norm output
+  std::vector<float> qkv(static_cast<size_t>(T * 3 * H));
+  std::vector<float> q(x.size()), attn(x.size()), attn_out(x.size()), mlp_out(x.size());
+  std::vector<float> mlp_hidden(static_cast<size_t>(T * I));
+  be.embed(weights_.embed_in, b.input_ids.data(), T, x.data());
+
+  AttentionParams ap;
+  ap.q = q.data();
+  ap.out = attn.data();
+  ap.heads = c.num_heads;
+  ap.head_size = c.head_size;
+  ap.block_size = cache.block_size();
+  ap.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_size)));
+  ap.num_seqs = S;
+  ap.cu_q = cu_q.data();
+  ap.context_lens = context_lens.data();
+  ap.block_tables = tables.data();
+  ap.max_blocks_per_seq = static_cast<int>(max_blocks);
+
+  const float eps = static_cast<float>(c.layer_norm_eps);
+  auto mlp = [&](const LayerWeights& lw, const float* input) {
+    be.linear(input, T, lw.fc_in, lw.fc_in_bias.data(), mlp_hidden.data());
+    be.activation(mlp_hidden.data(), T * I, c.activation);
+    be.linear(mlp_hidden.data(), T, lw.fc_out, lw.fc_out_bias.data(), mlp_out.data());
+  };
+  auto bias_or_null = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
+
+  for (int l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& lw = weights_.layers[l];
+    be.layer_norm(x.data(), T, H, lw.ln1_weight.data(), lw.ln1_bias.data(), eps, normed.data());
+    be.linear(normed.data(), T, lw.qkv, bias_or_null(lw.qkv_bias), qkv.data());
+    be.rotary_and_cache(qkv.data(), T, c.num_heads, c.head_size, c.rotary_dims, cos.data(),
+                        sin.data(), b.slots.data(), q.data(), cache.keys(l), cache.values(l));
+    ap.k_cache = cache.keys(l);
+    ap.v_cache = cache.values(l);
+    if (b.is_prefill())
+      be.prefill_attention(ap);
+    else
+      be.decode_attention(ap);
+    be.linear(attn.data(), T, lw.dense, bias_or_null(lw.dense_bias), attn_out.data());
+    if (c.parallel_residual) {  // x' = x + attn(ln1(x)) + mlp(ln2(x))
+      be.layer_norm(x.data(), T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed.data());
+      mlp(lw, normed.data());
+      be.add(x.data(), attn_out.data(), mlp_out.data(), T * H);
+    } else {  // h = x + attn(ln1(x)); x' = h + mlp(ln2(h))
+      be.add(x.data(), attn_out.data(), nullptr, T * H);
+      be.layer_norm(x.data(), T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed.data());
+      mlp(lw, normed.data());
+      be.add(x.data(), mlp_out.data(), nullptr, T * H);
+    }
+  }
+
+  // Keep only the rows asked for before the final norm and the LM head.
+  ForwardOutput out;
+  const float* kept = x.data();
+  std::vector<float> gathered;
+  if (!b.lm_head_indices.empty()) {
+    gathered.resize(b.lm_head_indices.size() * static_cast<size_t>(H));
+    for (size_t i = 0; i < b.lm_head_indices.size(); ++i)
+      std::copy_n(x.data() + b.lm_head_indices[i] * H, H, gathered.data() + i * H);
+    kept = gathered.data();
+    out.rows = static_cast<int64_t>(b.lm_head_indices.size());
+  } else {
+    out.rows = T;
+  }
+  out.hidden.resize(static_cast<size_t>(out.rows * H));
+  be.layer_norm(kept, out.rows, H, weights_.final_ln_weight.data(), weights_.final_ln_bias.data(),
+                eps, out.hidden.data());
+  if (!b.skip_lm_head) {
+    out.logits.resize(static_cast<size_t>(out.rows) * c.vocab_size);
+    be.linear(out.hidden.data(), out.rows, weights_.embed_out, nullptr, out.logits.data());
+  }
+  return out;
+}
+
+}  // namespace flashneox

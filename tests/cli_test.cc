@@ -1,0 +1,51 @@
+// The flashneox binary end to end: `logits` writes what the reference holds.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "io/safetensors.h"
+#include "test_support.h"
+
+namespace flashneox {
+namespace {
+
+std::string join(const std::vector<int32_t>& ids) {
+  std::ostringstream out;
+  for (size_t i = 0; i < ids.size(); ++i) out << (i ? "," : "") << ids[i];
+  return out.str();
+}
+
+TEST(Cli, LogitsCommandMatchesReference) {
+  const std::string dir = testing::fixture_model("neox-sequential");
+  const auto ref = testing::load_reference(dir);
+  const std::string tmp = testing::make_temp_dir("cli");
+  std::string cmd = testing::flashneox_binary() + " logits --model " + dir + " --prefill 3 --block-size 7 --out " + tmp + "/out.safetensors";
+  for (const auto& p : ref.prompts) cmd += " --ids " + join(p);
+  std::string output;
+  ASSERT_EQ(testing::run_command(cmd, &output), 0) << output;
+  const Checkpoint got = Checkpoint::from_file(tmp + "/out.safetensors");
+  for (size_t i = 0; i < ref.prompts.size(); ++i) {
+    const TensorView& logits = got.get("logits." + std::to_string(i));
+    std::vector<float> values(static_cast<const float*>(logits.data),
+                              static_cast<const float*>(logits.data) + logits.numel());
+    EXPECT_LT(testing::max_abs_diff(values, ref.logits(i)), 1e-3f);
+    EXPECT_TRUE(got.has("hidden." + std::to_string(i)));
+  }
+  std::filesystem::remove_all(tmp);
+}
+
+TEST(Cli, ErrorsAreMessagesNotCrashes) {
+  std::string output;
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " logits --model /nonexistent --ids 1 --out /tmp/x", &output), 1);
+  EXPECT_NE(output.find("error"), std::string::npos) << output;
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " logits --bogus", &output), 1);
+  EXPECT_NE(output.find("unknown option '--bogus'"), std::string::npos) << output;
+  const std::string dir = testing::fixture_model("neox-parallel");
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " logits --model " + dir + " --ids 1,99999 --out /tmp/x", &output), 1);
+  EXPECT_NE(output.find("outside the vocabulary"), std::string::npos) << output;
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " nosuchcommand", &output), 2);
+}
+
+}  // namespace
+}  // namespace flashneox

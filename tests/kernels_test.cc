@@ -1,0 +1,173 @@
+// Every SIMD kernel against its plain scalar twin, on every instruction set
+// this CPU has, with per-dtype tolerances.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "test_support.h"
+
+namespace flashneox {
+namespace {
+
+std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<cpu::Isa> isas() {
+  std::vector<cpu::Isa> out = {cpu::Isa::Scalar};
+  if (static_cast<int>(cpu::supported_isa()) >= static_cast<int>(cpu::Isa::Avx2))
+    out.push_back(cpu::Isa::Avx2);
+  if (cpu::supported_isa() == cpu::Isa::Avx512) out.push_back(cpu::Isa::Avx512);
+  return out;
+}
+
+struct IsaGuard {
+  ~IsaGuard() { cpu::limit_isa(cpu::Isa::Avx512); }
+};
+
+TEST(Kernels, LinearMatchesReferenceOnEveryIsaAndDtype) {
+  IsaGuard guard;
+  const std::vector<std::array<int, 3>> shapes = {{1, 64, 192}, {5, 37, 19}, {70, 96, 33},
+                                                 {3, 1, 1},     {130, 200, 67}};
+  for (cpu::Isa isa : isas()) {
+    cpu::limit_isa(isa);
+    for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+      for (const auto& [m, k, n] : shapes) {
+        const auto x = random_vector(static_cast<size_t>(m * k), 1);
+        const auto wf = random_vector(static_cast<size_t>(n * k), 2, 0.2f);
+        const auto bias = random_vector(static_cast<size_t>(n), 3);
+        std::vector<uint16_t> half(wf.size());
+        for (size_t i = 0; i < wf.size(); ++i)
+          half[i] = dtype == DType::F16 ? f32_to_f16(wf[i]) : f32_to_bf16(wf[i]);
+        WeightMatrix w{dtype, dtype == DType::F32 ? static_cast<const void*>(wf.data()) : half.data(), n, k};
+        std::vector<float> got(static_cast<size_t>(m * n)), want(got.size());
+        cpu::linear(x.data(), m, w, bias.data(), got.data());
+        cpu::linear_reference(x.data(), m, w, bias.data(), want.data());
+        EXPECT_LT(testing::max_abs_diff(got, want), 1e-4f)
+            << cpu::isa_name(isa) << " " << dtype_name(dtype) << " m" << m << " k" << k << " n" << n;
+      }
+    }
+  }
+}
+
+TEST(Kernels, LayerNormMatchesDefinition) {
+  const int m = 3, n = 100;
+  const auto x = random_vector(m * n, 4, 3.0f);
+  const auto g = random_vector(n, 5);
+  const auto b = random_vector(n, 6);
+  std::vector<float> y(x.size());
+  cpu::layer_norm(x.data(), m, n, g.data(), b.data(), 1e-5f, y.data());
+  for (int r = 0; r < m; ++r) {
+    double mean = 0, var = 0;
+    for (int i = 0; i < n; ++i) mean += x[r * n + i];
+    mean /= n;
+    for (int i = 0; i < n; ++i) var += (x[r * n + i] - mean) * (x[r * n + i] - mean);
+    var /= n;
+    for (int i = 0; i < n; ++i)
+      EXPECT_NEAR(y[r * n + i], (x[r * n + i] - mean) / std::sqrt(var + 1e-5) * g[i] + b[i], 1e-5);
+  }
+}
+
+TEST(Kernels, GeluForms) {
+  std::vector<float> x = {-3.0f, -0.5f, 0.0f, 0.7f, 2.5f};
+  std::vector<float> erf_form = x, tanh_form = x;
+  cpu::activation(erf_form.data(), 5, Activation::GeluErf);
+  cpu::activation(tanh_form.data(), 5, Activation::GeluTanh);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double v = x[i];
+    EXPECT_NEAR(erf_form[i], 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))), 1e-6);
+    EXPECT_NEAR(tanh_form[i], 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))), 1e-6);
+  }
+}
+
+// A random paged cache with scattered blocks and three sequences of
+// different cached and new lengths.
+struct AttentionSetup {
+  int heads = 3, d = 40, bs = 5;
+  std::vector<int32_t> cu_q, context, tables;
+  std::vector<float> q, k, v;
+  int max_blocks = 0;
+
+  AttentionSetup(const std::vector<int>& new_lens, const std::vector<int>& cached) {
+    const int seqs = static_cast<int>(new_lens.size());
+    cu_q.push_back(0);
+    for (int s = 0; s < seqs; ++s) {
+      cu_q.push_back(cu_q.back() + new_lens[s]);
+      context.push_back(new_lens[s] + cached[s]);
+      max_blocks = std::max(max_blocks, (context.back() + bs - 1) / bs);
+    }
+    const int blocks = max_blocks * seqs;
+    std::vector<int32_t> pool(static_cast<size_t>(blocks));
+    std::iota(pool.begin(), pool.end(), 0);
+    std::shuffle(pool.begin(), pool.end(), std::mt19937(7));
+    tables = pool;  // [seqs, max_blocks]
+    q = random_vector(static_cast<size_t>(cu_q.back()) * heads * d, 8);
+    k = random_vector(static_cast<size_t>(blocks) * bs * heads * d, 9);
+    v = random_vector(k.size(), 10);
+  }
+  AttentionParams params(float* out) const {
+    AttentionParams p;
+    p.q = q.data();
+    p.out = out;
+    p.k_cache = k.data();
+    p.v_cache = v.data();
+    p.heads = heads;
+    p.head_size = d;
+    p.block_size = bs;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(d));
+    p.num_seqs = static_cast<int>(context.size());
+    p.cu_q = cu_q.data();
+    p.context_lens = context.data();
+    p.block_tables = tables.data();
+    p.max_blocks_per_seq = max_blocks;
+    return p;
+  }
+};
+
+TEST(Kernels, FlashPrefillMatchesReference) {
+  AttentionSetup s({1, 37, 70}, {0, 11, 50});
+  std::vector<float> got(s.q.size()), want(s.q.size());
+  cpu::prefill_attention(s.params(got.data()));
+  cpu::attention_reference(s.params(want.data()));
+  EXPECT_LT(testing::max_abs_diff(got, want), 1e-5f);
+}
+
+TEST(Kernels, PagedDecodeMatchesReference) {
+  AttentionSetup s({1, 1, 1, 1}, {0, 4, 33, 120});
+  std::vector<float> got(s.q.size()), want(s.q.size());
+  cpu::decode_attention(s.params(got.data()));
+  cpu::attention_reference(s.params(want.data()));
+  EXPECT_LT(testing::max_abs_diff(got, want), 1e-5f);
+}
+
+TEST(Kernels, RotaryRotatesHalvesAndWritesCache) {
+  const int heads = 2, d = 8, r = 4;
+  std::vector<float> qkv = random_vector(static_cast<size_t>(heads) * 3 * d, 11);
+  const float angle[2] = {0.3f, 1.1f};
+  const float cos[2] = {std::cos(angle[0]), std::cos(angle[1])};
+  const float sin[2] = {std::sin(angle[0]), std::sin(angle[1])};
+  const int64_t slot = 3;
+  std::vector<float> q(heads * d), kc(4 * heads * d, 0.0f), vc(kc.size(), 0.0f);
+  cpu::rotary_and_cache(qkv.data(), 1, heads, d, r, cos, sin, &slot, q.data(), kc.data(), vc.data());
+  for (int h = 0; h < heads; ++h) {
+    const float* src = qkv.data() + h * 3 * d;
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_NEAR(q[h * d + i], src[i] * cos[i] - src[i + 2] * sin[i], 1e-6);
+      EXPECT_NEAR(q[h * d + i + 2], src[i + 2] * cos[i] + src[i] * sin[i], 1e-6);
+      EXPECT_NEAR(kc[slot * heads * d + h * d + i], src[d + i] * cos[i] - src[d + i + 2] * sin[i], 1e-6);
+    }
+    for (int i = r; i < d; ++i) EXPECT_EQ(q[h * d + i], src[i]);  // pass-through dims
+    for (int i = 0; i < d; ++i) EXPECT_EQ(vc[slot * heads * d + h * d + i], src[2 * d + i]);
+  }
+}
+
+}  // namespace
+}  // namespace flashneox
