@@ -3,7 +3,7 @@ BUILD ?= build
 SAN_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test test-sanitize clean
+.PHONY: deps build test test-sanitize clean fuzz bench-tokenizer
 
 deps:
 	@./scripts/install-deps.sh
@@ -23,3 +23,23 @@ test-sanitize: deps
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)
+
+# Coverage-guided fuzzing of the tokenizer with libFuzzer (clang), for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 20
+TOKENIZER_SOURCES = src/tokenizer/unicode.cc src/tokenizer/byte_level.cc src/tokenizer/bpe.cc src/tokenizer/tokenizer.cc
+fuzz: deps
+	@mkdir -p $(BUILD)/fuzz/corpus
+	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Isrc \
+	  -DFLASHNEOX_FUZZ_TOKENIZER='"$(CURDIR)/tests/data/gpt-neox-20b-tokenizer.json"' \
+	  tests/fuzz/tokenizer_fuzz.cc $(TOKENIZER_SOURCES) $$(pkg-config --cflags --libs libutf8proc) \
+	  -o $(BUILD)/fuzz/tokenizer_fuzz
+	$(BUILD)/fuzz/tokenizer_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=256 -print_final_stats=1 $(BUILD)/fuzz/corpus
+
+# Side-by-side benchmark of the tokenizer against Hugging Face tokenizers.
+BENCH_VENV ?= $(HOME)/.cache/flashneox/bench-venv
+$(BENCH_VENV)/bin/python:
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+
+bench-tokenizer: build $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python bench/tokenizer_compare.py

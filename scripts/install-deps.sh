@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libutf8proc-dev libcpp-httplib-dev
+  clang libclang-rt-14-dev
   python3 python3-venv
 )
 

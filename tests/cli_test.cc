@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "io/safetensors.h"
@@ -45,6 +46,33 @@ TEST(Cli, ErrorsAreMessagesNotCrashes) {
   EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " logits --model " + dir + " --ids 1,99999 --out /tmp/x", &output), 1);
   EXPECT_NE(output.find("outside the vocabulary"), std::string::npos) << output;
   EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " nosuchcommand", &output), 2);
+}
+
+}  // namespace
+}  // namespace flashneox
+
+namespace flashneox {
+namespace {
+
+TEST(Cli, TokenizeRoundTripsJsonLines) {
+  const std::string tok = testing::test_data("gpt-neox-20b-tokenizer.json");
+  const std::string tmp = testing::make_temp_dir("tok");
+  {
+    std::ofstream in(tmp + "/in.jsonl");
+    in << R"({"text": "Hello world"})" << "\n" << R"({"text": 7})" << "\n"
+       << R"({"text": "日本語 <|endoftext|>"})" << "\n";
+  }
+  std::string output;
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " tokenize --tokenizer " + tok + " < " + tmp + "/in.jsonl", &output), 1);
+  EXPECT_NE(output.find(R"({"ids":[12092,1533]})"), std::string::npos) << output;
+  EXPECT_NE(output.find(R"({"error":)"), std::string::npos) << output;  // the bad line, in place
+  {
+    std::ofstream in(tmp + "/ids.jsonl");
+    in << R"({"ids": [12092, 1533]})" << "\n";
+  }
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " tokenize --decode --tokenizer " + tok + " < " + tmp + "/ids.jsonl", &output), 0);
+  EXPECT_NE(output.find(R"({"text":"Hello world"})"), std::string::npos) << output;
+  std::filesystem::remove_all(tmp);
 }
 
 }  // namespace

@@ -18,6 +18,8 @@ struct Command {
 const Command kCommands[] = {
     {"logits", flashneox::run_logits,
      "--model DIR --ids 5,7,9 [--ids ...] [--prefill N] [--block-size B] --out FILE.safetensors"},
+    {"tokenize", flashneox::run_tokenize,
+     "[--tokenizer FILE] [--decode] [--skip-special-tokens]  JSON lines on stdin"},
 };
 
 void usage(FILE* out) {
