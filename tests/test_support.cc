@@ -85,8 +85,8 @@ std::string make_temp_dir(const std::string& tag) {
   return dir.string();
 }
 
-int run_command(const std::string& command, std::string* output) {
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+int run_command(const std::string& command, std::string* output, bool merge_stderr) {
+  FILE* pipe = ::popen((merge_stderr ? command + " 2>&1" : command).c_str(), "r");
   if (!pipe) return -1;
   std::string text;
   char buf[4096];

@@ -38,7 +38,9 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
 // A fresh empty directory under the system temp folder.
 std::string make_temp_dir(const std::string& tag);
 
-// Runs a shell command; returns its exit status and fills `output` (stdout+stderr).
-int run_command(const std::string& command, std::string* output = nullptr);
+// Runs a shell command; returns its exit status and fills `output` with its
+// stdout (and stderr too when merge_stderr).
+int run_command(const std::string& command, std::string* output = nullptr,
+                bool merge_stderr = true);
 
 }  // namespace flashneox::testing

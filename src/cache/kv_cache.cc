@@ -1,5 +1,7 @@
 #include "cache/kv_cache.h"
 
+#include <cstdlib>
+
 #include "core/error.h"
 
 namespace flashneox {
@@ -10,13 +12,18 @@ KvCache::KvCache(int layers, int num_blocks, int block_size, int heads, int head
     throw Error(concat("invalid KV cache shape: layers ", layers, ", blocks ", num_blocks,
                        ", block size ", block_size));
   const size_t per_layer = static_cast<size_t>(num_blocks) * block_size * heads * head_size;
-  keys_.resize(static_cast<size_t>(layers));
-  values_.resize(static_cast<size_t>(layers));
   for (int l = 0; l < layers; ++l) {
-    keys_[l].assign(per_layer, 0.0f);
-    values_[l].assign(per_layer, 0.0f);
+    for (auto* store : {&keys_, &values_}) {
+      auto* p = static_cast<float*>(std::calloc(per_layer, sizeof(float)));
+      if (!p)
+        throw Error(concat("cannot allocate the KV cache (",
+                           block_bytes(layers, block_size, heads, head_size) * num_blocks, " bytes)"));
+      store->emplace_back(p);
+    }
   }
 }
+
+void KvCache::Free::operator()(float* p) const { std::free(p); }
 
 size_t KvCache::bytes() const {
   return block_bytes(layers(), block_size_, heads_, head_size_) * static_cast<size_t>(num_blocks_);

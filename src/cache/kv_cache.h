@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace flashneox {
@@ -13,8 +14,8 @@ class KvCache {
  public:
   KvCache(int layers, int num_blocks, int block_size, int heads, int head_size);
 
-  float* keys(int layer) { return keys_[layer].data(); }      // [num_blocks, block_size, heads, head_size]
-  float* values(int layer) { return values_[layer].data(); }  // same shape
+  float* keys(int layer) { return keys_[layer].get(); }      // [num_blocks, block_size, heads, head_size]
+  float* values(int layer) { return values_[layer].get(); }  // same shape
   int layers() const { return static_cast<int>(keys_.size()); }
   int num_blocks() const { return num_blocks_; }
   int block_size() const { return block_size_; }
@@ -27,7 +28,12 @@ class KvCache {
 
  private:
   int num_blocks_, block_size_, heads_, head_size_;
-  std::vector<std::vector<float>> keys_, values_;
+  // calloc'd: the kernel hands out zero pages lazily, so a large budget costs
+  // memory only as blocks are first used.
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::vector<std::unique_ptr<float[], Free>> keys_, values_;
 };
 
 // Hands out cache blocks; O(1) allocate and free, never a block twice.

@@ -18,6 +18,11 @@ struct Command {
 const Command kCommands[] = {
     {"logits", flashneox::run_logits,
      "--model DIR --ids 5,7,9 [--ids ...] [--prefill N] [--block-size B] --out FILE.safetensors"},
+    {"generate", flashneox::run_generate,
+     "[--model DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
+     "              [--typical-p P] [--repetition-penalty R] [--seed S] [--stop TEXT ...] [--ignore-eos]"},
+    {"perplexity", flashneox::run_perplexity,
+     "[--model DIR] --file TEXT [--start-token N] [--window W] [--stride S]"},
     {"tokenize", flashneox::run_tokenize,
      "[--tokenizer FILE] [--decode] [--skip-special-tokens]  JSON lines on stdin"},
 };

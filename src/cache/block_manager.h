@@ -1,0 +1,40 @@
+// Owns the KV blocks for the engine: sequences grow their block tables on
+// demand and give every block back when they finish, are cancelled or are
+// preempted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cache/kv_cache.h"
+
+namespace flashneox {
+
+class BlockManager {
+ public:
+  BlockManager(int num_blocks, int block_size) : allocator_(num_blocks), block_size_(block_size) {}
+
+  int block_size() const { return block_size_; }
+  int num_blocks() const { return allocator_.num_blocks(); }
+  int free_blocks() const { return allocator_.free_count(); }
+  int used_blocks() const { return num_blocks() - free_blocks(); }
+
+  // Blocks `table` still lacks to hold `tokens` tokens.
+  int missing(const std::vector<int32_t>& table, int tokens) const;
+  // Grows `table` to hold `tokens` tokens; false (table unchanged) when too few are free.
+  bool reserve(std::vector<int32_t>& table, int tokens);
+  void release(std::vector<int32_t>& table);  // frees every block and clears the table
+
+ private:
+  BlockAllocator allocator_;
+  int block_size_;
+};
+
+// Parses a KV-cache budget: "512MiB", "2GiB", "1500MB", a byte count, or a
+// fraction of the machine's available memory such as "0.2". Throws on junk.
+size_t parse_memory_budget(const std::string& text);
+size_t available_memory_bytes();
+
+}  // namespace flashneox

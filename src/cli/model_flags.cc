@@ -1,0 +1,83 @@
+#include "cli/model_flags.h"
+
+#include <filesystem>
+
+#include "cache/block_manager.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/parallel.h"
+
+namespace flashneox {
+
+std::set<std::string> model_flags() { return {"--model", "--threads"}; }
+
+std::set<std::string> engine_flags() {
+  return {"--block-size",          "--kv-cache-memory",         "--max-input-length",
+          "--max-total-tokens",    "--max-batch-prefill-tokens", "--max-batch-total-tokens",
+          "--max-concurrent-requests", "--max-batch-size"};
+}
+
+std::set<std::string> sampling_flags() {
+  return {"--max-new-tokens", "--temperature",       "--top-k",
+          "--top-p",          "--typical-p",         "--repetition-penalty",
+          "--frequency-penalty", "--presence-penalty", "--seed",
+          "--stop",           "--top-n-tokens"};
+}
+
+std::set<std::string> sampling_switches() { return {"--ignore-eos", "--do-sample"}; }
+
+std::set<std::string> merge(std::initializer_list<std::set<std::string>> sets) {
+  std::set<std::string> out;
+  for (const auto& s : sets) out.insert(s.begin(), s.end());
+  return out;
+}
+
+LoadedModel load_model_from_flags(const Args& args) {
+  set_num_threads(args.get_int("--threads", 0));
+  const std::string dir = args.get("--model", default_model_dir());
+  LoadedModel loaded;
+  loaded.model = GptNeoxModel::load(dir);
+  const std::string tokenizer_path = dir + "/tokenizer.json";
+  if (!std::filesystem::exists(tokenizer_path))
+    throw Error(concat(dir, ": no tokenizer.json beside the model"));
+  loaded.tokenizer = Tokenizer::from_file(tokenizer_path);
+  return loaded;
+}
+
+EngineOptions engine_options_from_flags(const Args& args) {
+  EngineOptions o;
+  o.block_size = args.get_int("--block-size", o.block_size);
+  if (args.has("--kv-cache-memory")) o.kv_cache_bytes = parse_memory_budget(args.get("--kv-cache-memory"));
+  o.max_input_length = args.get_int("--max-input-length", o.max_input_length);
+  o.max_total_tokens = args.get_int("--max-total-tokens", o.max_total_tokens);
+  o.max_batch_prefill_tokens = args.get_int("--max-batch-prefill-tokens", o.max_batch_prefill_tokens);
+  o.max_batch_total_tokens = args.get_int("--max-batch-total-tokens", o.max_batch_total_tokens);
+  o.max_concurrent_requests = args.get_int("--max-concurrent-requests", o.max_concurrent_requests);
+  o.max_batch_size = args.get_int("--max-batch-size", o.max_batch_size);
+  return o;
+}
+
+SamplingParams sampling_params_from_flags(const Args& args) {
+  SamplingParams p;
+  p.do_sample = args.has("--do-sample");
+  if (args.has("--temperature")) p.temperature = args.get_double("--temperature", 1.0);
+  if (args.has("--top-k")) p.top_k = args.get_int("--top-k", 0);
+  if (args.has("--top-p")) p.top_p = args.get_double("--top-p", 1.0);
+  if (args.has("--typical-p")) p.typical_p = args.get_double("--typical-p", 1.0);
+  if (args.has("--repetition-penalty")) p.repetition_penalty = args.get_double("--repetition-penalty", 1.0);
+  p.frequency_penalty = args.get_double("--frequency-penalty", 0.0);
+  p.presence_penalty = args.get_double("--presence-penalty", 0.0);
+  if (args.has("--seed")) {
+    const double seed = args.get_double("--seed", 0);
+    if (seed < 0) throw Error("--seed must be non-negative");
+    p.seed = static_cast<uint64_t>(seed);
+  }
+  p.max_new_tokens = args.get_int("--max-new-tokens", 64);
+  p.stop = args.all("--stop");
+  p.ignore_eos_token = args.has("--ignore-eos");
+  p.top_n_tokens = args.get_int("--top-n-tokens", 0);
+  p.validate();
+  return p;
+}
+
+}  // namespace flashneox

@@ -1,0 +1,395 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <random>
+
+#include "core/error.h"
+#include "engine/sampler.h"
+#include "model/sequence_batch.h"
+
+namespace flashneox {
+
+struct Engine::Sequence {
+  uint64_t id = 0;
+  std::shared_ptr<RequestHandle> handle;
+  SamplingParams params;
+  std::vector<int32_t> tokens;  // prompt, then generated
+  int prompt_len = 0;
+  int computed = 0;             // tokens whose K/V are in the cache
+  std::vector<int32_t> blocks;
+  std::optional<uint64_t> seed;
+  std::mt19937_64 rng;          // the request's own stream: batch-independent
+  TokenCounts counts;
+  std::unique_ptr<StreamDecoder> stream;
+  std::string text;
+  std::vector<TokenInfo> prefill;  // decoder_input_details
+  bool prefill_scored = false;
+  bool finished = false;
+  bool started = false;
+  Clock::time_point queued_at, started_at, last_token_at;
+
+  int generated() const { return static_cast<int>(tokens.size()) - prompt_len; }
+};
+
+struct Engine::Planned {
+  Sequence* seq;
+  int count;      // tokens this forward brings
+  bool keep_all;  // logits for every row (prompt log-probabilities)
+};
+
+Engine::Engine(std::unique_ptr<GptNeoxModel> model, std::shared_ptr<const Tokenizer> tokenizer,
+               EngineOptions options)
+    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(options) {
+  const ModelConfig& c = model_->config();
+  EngineOptions& o = options_;
+  if (o.block_size <= 0) throw Error("block size must be positive");
+  if (o.max_total_tokens <= 0) o.max_total_tokens = std::min(c.max_position_embeddings, 2048);
+  if (o.max_input_length <= 0) o.max_input_length = o.max_total_tokens - 1;
+  if (o.max_input_length >= o.max_total_tokens)
+    throw Error(concat("max_input_length (", o.max_input_length,
+                       ") must be smaller than max_total_tokens (", o.max_total_tokens, ")"));
+  if (o.max_batch_prefill_tokens <= 0) throw Error("max_batch_prefill_tokens must be positive");
+  if (o.max_concurrent_requests <= 0) throw Error("max_concurrent_requests must be positive");
+  if (o.max_batch_size <= 0) throw Error("max_batch_size must be positive");
+  const size_t block_bytes =
+      KvCache::block_bytes(c.num_layers, o.block_size, c.num_heads, c.head_size);
+  if (o.kv_cache_bytes == 0)
+    o.kv_cache_bytes = std::min(available_memory_bytes() / 5, size_t{2} << 30);
+  const int num_blocks = static_cast<int>(std::min<size_t>(o.kv_cache_bytes / block_bytes, 1 << 30));
+  const int needed = blocks_for(o.max_total_tokens, o.block_size);
+  if (num_blocks < needed)
+    throw Error(concat("the KV cache budget (", o.kv_cache_bytes, " bytes) holds ",
+                       num_blocks * o.block_size, " tokens, fewer than max_total_tokens (",
+                       o.max_total_tokens, ")"));
+  if (o.max_batch_total_tokens <= 0) o.max_batch_total_tokens = num_blocks * o.block_size;
+  if (o.max_batch_total_tokens < o.max_total_tokens)
+    throw Error("max_batch_total_tokens must be at least max_total_tokens");
+  cache_ = model_->make_cache(num_blocks, o.block_size);
+  blocks_ = std::make_unique<BlockManager>(num_blocks, o.block_size);
+  kv_free_ = num_blocks;
+}
+
+Engine::~Engine() { stop(); }
+
+std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request) {
+  const SamplingParams& p = request.params;
+  p.validate();
+  const int prompt_len = static_cast<int>(request.prompt.size());
+  if (prompt_len == 0) throw Error("`inputs` must not be empty");
+  if (prompt_len > options_.max_input_length)
+    throw Error(concat("`inputs` must have less than ", options_.max_input_length + 1,
+                       " tokens. Given: ", prompt_len));
+  if (prompt_len + p.max_new_tokens > options_.max_total_tokens)
+    throw Error(concat("`inputs` tokens + `max_new_tokens` must be <= ", options_.max_total_tokens,
+                       ". Given: ", prompt_len, " `inputs` tokens and ", p.max_new_tokens,
+                       " `max_new_tokens`"));
+  for (int32_t id : request.prompt)
+    if (id < 0 || id >= model_->config().vocab_size)
+      throw Error(concat("token id ", id, " is outside the vocabulary"));
+  if (in_system_.fetch_add(1) >= options_.max_concurrent_requests) {
+    in_system_.fetch_sub(1);
+    metrics_.count_request("overloaded");
+    throw OverloadedError(concat("Model is overloaded: max_concurrent_requests (",
+                                 options_.max_concurrent_requests, ") reached"));
+  }
+  auto seq = std::make_unique<Sequence>();
+  seq->params = p;
+  seq->prompt_len = prompt_len;
+  seq->tokens = std::move(request.prompt);
+  for (int32_t id : seq->tokens) seq->counts.add(id);
+  if (p.sampling()) {
+    seq->seed = p.seed ? *p.seed : std::random_device{}() * 0x9e3779b97f4a7c15ull ^ std::random_device{}();
+    seq->rng.seed(*seq->seed);
+  }
+  seq->stream = std::make_unique<StreamDecoder>(*tokenizer_, /*skip_special_tokens=*/true);
+  if (p.decoder_input_details) {
+    for (int32_t id : seq->tokens) {
+      TokenInfo t;
+      t.id = id;
+      t.text = id < tokenizer_->vocab_size() ? tokenizer_->decode({id}) : "";
+      t.special = tokenizer_->is_special(id);
+      seq->prefill.push_back(std::move(t));
+    }
+  }
+  seq->queued_at = Clock::now();
+  std::lock_guard<std::mutex> lock(inbox_mutex_);
+  seq->id = next_id_++;
+  seq->handle = std::make_shared<RequestHandle>(seq->id);
+  auto handle = seq->handle;
+  inbox_.push_back(std::move(seq));
+  inbox_ready_.notify_one();
+  return handle;
+}
+
+void Engine::take_inbox() {
+  std::lock_guard<std::mutex> lock(inbox_mutex_);
+  for (auto& seq : inbox_) waiting_.push_back(std::move(seq));
+  inbox_.clear();
+}
+
+void Engine::drop_cancelled() {
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if ((*it)->handle->cancelled()) {
+      finish(**it, FinishReason::Cancelled);
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = running_.begin(); it != running_.end();) {
+    if ((*it)->handle->cancelled()) {
+      finish(**it, FinishReason::Cancelled);
+      it = running_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+int Engine::potential_tokens(const Sequence& seq) const {
+  return seq.prompt_len + seq.params.max_new_tokens;
+}
+
+void Engine::preempt(std::list<std::unique_ptr<Sequence>>::iterator it) {
+  // Recompute later: free the blocks, keep prompt + generated tokens, and go
+  // back to the front of the queue (it was admitted before everyone waiting).
+  std::unique_ptr<Sequence> seq = std::move(*it);
+  running_.erase(it);
+  blocks_->release(seq->blocks);
+  seq->computed = 0;
+  metrics_.count_request("preempted");
+  waiting_.push_front(std::move(seq));
+}
+
+std::vector<Engine::Planned> Engine::plan() {
+  std::vector<Planned> work;
+  int budget = options_.max_batch_prefill_tokens;
+  // Running sequences first: decodes (one token) and prefill chunks.
+  for (auto it = running_.begin(); it != running_.end();) {
+    Sequence& s = **it;
+    const int need = static_cast<int>(s.tokens.size()) - s.computed;
+    const int count = need == 1 ? 1 : std::min(need, budget);
+    if (count == 0) {
+      ++it;
+      continue;
+    }
+    bool ok = blocks_->reserve(s.blocks, s.computed + count);
+    while (!ok && std::next(it) != running_.end()) {
+      preempt(std::prev(running_.end()));  // the most recently admitted
+      ok = blocks_->reserve(s.blocks, s.computed + count);
+    }
+    if (!ok) {
+      auto next = std::next(it);
+      preempt(it);
+      it = next;
+      continue;
+    }
+    if (need > 1) budget -= count;
+    work.push_back({&s, count, s.params.decoder_input_details && !s.prefill_scored});
+    ++it;
+  }
+  // Then admit waiting requests in arrival order while they fit.
+  int batch_tokens = 0;
+  for (const auto& s : running_) batch_tokens += potential_tokens(*s);
+  while (!waiting_.empty() && budget > 0 &&
+         static_cast<int>(running_.size()) < options_.max_batch_size) {
+    Sequence& s = *waiting_.front();
+    if (!running_.empty() && batch_tokens + potential_tokens(s) > options_.max_batch_total_tokens) break;
+    const int count = std::min(static_cast<int>(s.tokens.size()), budget);
+    if (!blocks_->reserve(s.blocks, count)) break;  // wait for blocks: nobody jumps the queue
+    if (!s.started) {
+      s.started = true;
+      s.started_at = Clock::now();
+    }
+    batch_tokens += potential_tokens(s);
+    budget -= count;
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+    work.push_back({&s, count, s.params.decoder_input_details && !s.prefill_scored});
+  }
+  return work;
+}
+
+void Engine::run(std::vector<Planned>& work) {
+  std::vector<SequenceStep> steps;
+  bool prefill = false;
+  for (const Planned& w : work) {
+    Sequence& s = *w.seq;
+    steps.push_back({s.tokens.data() + s.computed, w.count, s.computed, &s.blocks, w.keep_all});
+    prefill = prefill || w.count > 1 || s.computed == 0;
+  }
+  const ForwardBatch batch = make_batch(steps, options_.block_size, prefill);
+  const ForwardOutput out = model_->forward(batch, *cache_);
+  metrics_.batch_size.observe(static_cast<double>(work.size()));
+  const int32_t vocab = model_->config().vocab_size;
+  int64_t row = 0;
+  for (const Planned& w : work) {
+    Sequence& s = *w.seq;
+    if (w.keep_all) {  // logprob of each prompt token given the ones before it
+      for (int r = 0; r < w.count; ++r) {
+        const int target = s.computed + r + 1;
+        if (target < s.prompt_len)
+          s.prefill[target].logprob =
+              Sampler::logprob_of(out.logits.data() + (row + r) * vocab, vocab, s.tokens[target]);
+      }
+    }
+    const int rows = w.keep_all ? w.count : 1;
+    s.computed += w.count;
+    if (s.computed >= s.prompt_len) s.prefill_scored = true;
+    if (s.computed == static_cast<int>(s.tokens.size()))
+      emit_token(s, out.logits.data() + (row + rows - 1) * vocab);
+    row += rows;
+  }
+}
+
+void Engine::emit_token(Sequence& s, const float* logits) {
+  const int32_t vocab = model_->config().vocab_size;
+  std::vector<float> scratch(logits, logits + vocab);
+  const TokenChoice choice = Sampler::choose(scratch.data(), vocab, s.params, s.counts, s.rng);
+  s.tokens.push_back(choice.id);
+  s.counts.add(choice.id);
+
+  auto token_text = [&](int32_t id) {
+    return id < tokenizer_->vocab_size() ? tokenizer_->decode({id}) : std::string();
+  };
+  RequestEvent event;
+  event.kind = RequestEvent::Kind::Token;
+  event.token.id = choice.id;
+  event.token.logprob = choice.logprob;
+  event.token.special = tokenizer_->is_special(choice.id);
+  const std::string piece =
+      choice.id < tokenizer_->vocab_size() ? s.stream->push(choice.id) : std::string();
+  event.token.text = event.token.special ? token_text(choice.id) : piece;
+  s.text += piece;
+  for (const auto& [id, lp] : choice.top) {
+    TokenInfo t;
+    t.id = id;
+    t.text = token_text(id);
+    t.logprob = lp;
+    t.special = tokenizer_->is_special(id);
+    event.token.top_tokens.push_back(std::move(t));
+  }
+  const Clock::time_point now = Clock::now();
+  const double since = std::chrono::duration<double>(
+                           now - (s.generated() == 1 ? s.queued_at : s.last_token_at)).count();
+  (s.generated() == 1 ? metrics_.time_to_first_token : metrics_.inter_token_latency).observe(since);
+  s.last_token_at = now;
+  s.handle->push(std::move(event));
+
+  const SamplingParams& p = s.params;
+  if (!p.ignore_eos_token && choice.id == model_->config().eos_token_id) {
+    finish(s, FinishReason::EosToken);
+    return;
+  }
+  for (const std::string& stop : p.stop) {
+    // Only where the new text could complete it: matches across token boundaries.
+    const size_t from = s.text.size() > piece.size() + stop.size()
+                            ? s.text.size() - piece.size() - stop.size() + 1
+                            : 0;
+    if (!piece.empty() && s.text.find(stop, from) != std::string::npos) {
+      finish(s, FinishReason::StopSequence);
+      return;
+    }
+  }
+  if (s.generated() >= p.max_new_tokens ||
+      static_cast<int>(s.tokens.size()) >= options_.max_total_tokens)
+    finish(s, FinishReason::Length);
+}
+
+void Engine::finish(Sequence& s, FinishReason reason) {
+  s.finished = true;
+  if (!s.blocks.empty()) blocks_->release(s.blocks);
+  RequestEvent event;
+  event.kind = RequestEvent::Kind::Finished;
+  event.finish_reason = reason;
+  event.generated_text = s.text + s.stream->finish();
+  event.generated_tokens = s.generated();
+  event.prompt_tokens = s.prompt_len;
+  event.seed = s.seed;
+  event.prefill = std::move(s.prefill);
+  event.queued_at = s.queued_at;
+  event.started_at = s.started ? s.started_at : Clock::now();
+  event.finished_at = Clock::now();
+  metrics_.count_request(finish_reason_name(reason));
+  metrics_.count_tokens(static_cast<uint64_t>(s.generated()), static_cast<uint64_t>(s.prompt_len));
+  metrics_.end_to_end_latency.observe(
+      std::chrono::duration<double>(event.finished_at - s.queued_at).count());
+  s.handle->push(std::move(event));
+  in_system_.fetch_sub(1);
+}
+
+bool Engine::step() {
+  take_inbox();
+  drop_cancelled();
+  if (waiting_.empty() && running_.empty()) {
+    waiting_count_ = 0;
+    running_count_ = 0;
+    kv_free_ = blocks_->free_blocks();
+    return false;
+  }
+  std::vector<Planned> work = plan();
+  if (!work.empty()) {
+    try {
+      run(work);
+    } catch (const std::exception& e) {
+      // An internal failure fails the batch it hit, never the server.
+      for (Planned& w : work) {
+        Sequence& s = *w.seq;
+        if (s.finished) continue;
+        s.finished = true;
+        if (!s.blocks.empty()) blocks_->release(s.blocks);
+        RequestEvent event;
+        event.kind = RequestEvent::Kind::Failed;
+        event.error = e.what();
+        s.handle->push(std::move(event));
+        metrics_.count_request("error");
+        in_system_.fetch_sub(1);
+      }
+    }
+  }
+  running_.remove_if([](const std::unique_ptr<Sequence>& s) { return s->finished; });
+  waiting_count_ = static_cast<int>(waiting_.size());
+  running_count_ = static_cast<int>(running_.size());
+  kv_free_ = blocks_->free_blocks();
+  return !work.empty();
+}
+
+void Engine::run_until_idle() {
+  while (step()) {
+  }
+}
+
+void Engine::start() {
+  if (loop_.joinable()) return;
+  stopping_ = false;
+  loop_ = std::thread([this] {
+    while (!stopping_) {
+      if (step()) continue;
+      std::unique_lock<std::mutex> lock(inbox_mutex_);
+      inbox_ready_.wait_for(lock, std::chrono::milliseconds(20),
+                            [&] { return stopping_ || !inbox_.empty(); });
+    }
+  });
+}
+
+void Engine::stop() {
+  stopping_ = true;
+  inbox_ready_.notify_all();
+  if (loop_.joinable()) loop_.join();
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mutex_);
+    s.waiting = static_cast<int>(inbox_.size());
+  }
+  s.waiting += waiting_count_;
+  s.running = running_count_;
+  s.kv_blocks_total = blocks_->num_blocks();
+  s.kv_blocks_free = kv_free_;
+  s.kv_blocks_used = s.kv_blocks_total - s.kv_blocks_free;
+  return s;
+}
+
+}  // namespace flashneox

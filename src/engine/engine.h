@@ -1,0 +1,112 @@
+// The serving engine: a waiting queue and a running batch over one model and
+// one paged KV cache. Every step admits waiting requests (first come, first
+// served) within the limits, prefills them in chunks, decodes every running
+// sequence in the same forward, samples, streams tokens out and retires
+// finished sequences at once. When blocks run out, the most recently admitted
+// sequence is preempted (its blocks freed, recomputed later).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache/block_manager.h"
+#include "core/error.h"
+#include "engine/metrics.h"
+#include "engine/request.h"
+#include "model/gpt_neox.h"
+#include "tokenizer/tokenizer.h"
+
+namespace flashneox {
+
+struct EngineOptions {
+  int block_size = 16;
+  size_t kv_cache_bytes = 0;        // 0: min(20% of available memory, 2 GiB)
+  int max_input_length = 0;         // 0: max_total_tokens - 1
+  int max_total_tokens = 0;         // prompt + new tokens; 0: min(max_position_embeddings, 2048)
+  int max_batch_prefill_tokens = 4096;  // prompt tokens per forward (longer prompts are chunked)
+  int max_batch_total_tokens = 0;   // tokens the running batch may reach; 0: the cache's capacity
+  int max_concurrent_requests = 128;  // waiting + running; more are refused
+  int max_batch_size = 256;         // running sequences
+};
+
+// Refusal because the engine is full (HTTP 429), distinct from bad input.
+class OverloadedError : public Error {
+ public:
+  using Error::Error;
+};
+
+struct EngineStats {
+  int waiting = 0;
+  int running = 0;
+  int kv_blocks_total = 0;
+  int kv_blocks_used = 0;
+  int kv_blocks_free = 0;
+};
+
+class Engine {
+ public:
+  Engine(std::unique_ptr<GptNeoxModel> model, std::shared_ptr<const Tokenizer> tokenizer,
+         EngineOptions options = {});
+  ~Engine();
+
+  // Validates and queues a request. Throws Error for bad input (prompt too
+  // long, parameters out of range) and OverloadedError when full.
+  std::shared_ptr<RequestHandle> submit(GenerationRequest request);
+
+  // Runs one scheduling step on the calling thread; false when there was
+  // nothing to do. Not for use while the background loop runs.
+  bool step();
+  void run_until_idle();
+
+  // The background loop for a server: steps while there is work.
+  void start();
+  void stop();
+
+  EngineStats stats() const;
+  const EngineOptions& options() const { return options_; }
+  const EngineMetrics& metrics() const { return metrics_; }
+  const GptNeoxModel& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  size_t kv_cache_bytes() const { return cache_->bytes(); }
+
+ private:
+  struct Sequence;
+  struct Planned;
+  void take_inbox();
+  void drop_cancelled();
+  std::vector<Planned> plan();
+  void preempt(std::list<std::unique_ptr<Sequence>>::iterator it);
+  void run(std::vector<Planned>& work);
+  void emit_token(Sequence& seq, const float* logits);
+  void finish(Sequence& seq, FinishReason reason);
+  int potential_tokens(const Sequence& seq) const;
+
+  std::unique_ptr<GptNeoxModel> model_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  EngineOptions options_;
+  std::unique_ptr<KvCache> cache_;
+  std::unique_ptr<BlockManager> blocks_;
+  EngineMetrics metrics_;
+
+  mutable std::mutex inbox_mutex_;
+  std::condition_variable inbox_ready_;
+  std::vector<std::unique_ptr<Sequence>> inbox_;
+  uint64_t next_id_ = 1;
+  std::atomic<int> in_system_{0};  // waiting + running + inbox, for max_concurrent_requests
+
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::list<std::unique_ptr<Sequence>> running_;  // in admission order
+  std::atomic<int> waiting_count_{0}, running_count_{0}, kv_free_{0};  // read by stats()
+
+  std::thread loop_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace flashneox

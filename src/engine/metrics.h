@@ -1,0 +1,48 @@
+// Engine counters and latency histograms, rendered by the server as
+// Prometheus text. Thread-safe: the engine records, any thread reads.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace flashneox {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+  void observe(double value);
+  // Appends the Prometheus lines for `name` (bucket, sum, count).
+  void render(const std::string& name, const std::string& help, std::string& out) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;
+  double sum_ = 0.0;
+  uint64_t count_ = 0;
+};
+
+struct EngineMetrics {
+  EngineMetrics();
+  Histogram time_to_first_token;  // seconds
+  Histogram inter_token_latency;  // seconds
+  Histogram end_to_end_latency;   // seconds
+  Histogram batch_size;           // sequences per forward
+
+  void count_request(const std::string& outcome, uint64_t n = 1);
+  void count_tokens(uint64_t generated, uint64_t prompt);
+  std::map<std::string, uint64_t> requests_by_outcome() const;
+  uint64_t generated_tokens() const;
+  uint64_t prompt_tokens() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, uint64_t> requests_;
+  uint64_t generated_tokens_ = 0, prompt_tokens_ = 0;
+};
+
+}  // namespace flashneox

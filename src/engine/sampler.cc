@@ -1,0 +1,148 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace flashneox {
+
+namespace {
+
+using Candidate = std::pair<float, int32_t>;  // (logit, id)
+
+bool by_logit_desc(const Candidate& a, const Candidate& b) {
+  return a.first != b.first ? a.first > b.first : a.second < b.second;
+}
+
+// Sorts (descending) at least the first n candidates, growing geometrically:
+// top-p and typical-p rarely need more than a few hundred of 50k tokens.
+class SortedCandidates {
+ public:
+  explicit SortedCandidates(std::vector<Candidate>& c) : c_(c) {}
+  void ensure(size_t n) {
+    n = std::min(n, c_.size());
+    if (n <= sorted_) return;
+    size_t want = std::max<size_t>(n, std::max<size_t>(64, sorted_ * 4));
+    want = std::min(want, c_.size());
+    std::partial_sort(c_.begin() + static_cast<std::ptrdiff_t>(sorted_),
+                      c_.begin() + static_cast<std::ptrdiff_t>(want), c_.end(), by_logit_desc);
+    sorted_ = want;
+  }
+
+ private:
+  std::vector<Candidate>& c_;
+  size_t sorted_ = 0;
+};
+
+void apply_penalties(float* logits, const SamplingParams& p, const TokenCounts& history) {
+  const double rp = p.repetition_penalty.value_or(1.0);
+  for (const auto& [id, count] : history.counts) {
+    float& l = logits[id];
+    if (rp != 1.0) l = l < 0 ? static_cast<float>(l * rp) : static_cast<float>(l / rp);
+    l -= static_cast<float>(p.frequency_penalty * count + (count > 0 ? p.presence_penalty : 0.0));
+  }
+}
+
+double log_sum_exp(const std::vector<Candidate>& c) {
+  float max = -std::numeric_limits<float>::infinity();
+  for (const auto& [l, id] : c) max = std::max(max, l);
+  double sum = 0.0;
+  for (const auto& [l, id] : c) sum += std::exp(static_cast<double>(l) - max);
+  return max + std::log(sum);
+}
+
+std::vector<std::pair<int32_t, float>> top_n(std::vector<Candidate> c, int n, double lse) {
+  std::vector<std::pair<int32_t, float>> out;
+  n = std::min<int>(n, static_cast<int>(c.size()));
+  std::partial_sort(c.begin(), c.begin() + n, c.end(), by_logit_desc);
+  for (int i = 0; i < n; ++i) out.emplace_back(c[i].second, static_cast<float>(c[i].first - lse));
+  return out;
+}
+
+}  // namespace
+
+float Sampler::logprob_of(const float* logits, int32_t vocab, int32_t id) {
+  float max = -std::numeric_limits<float>::infinity();
+  for (int32_t i = 0; i < vocab; ++i) max = std::max(max, logits[i]);
+  double sum = 0.0;
+  for (int32_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - max);
+  return static_cast<float>(logits[id] - (max + std::log(sum)));
+}
+
+TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& p,
+                            const TokenCounts& history, std::mt19937_64& rng) {
+  apply_penalties(logits, p, history);
+  std::vector<Candidate> cands(static_cast<size_t>(vocab));
+  for (int32_t i = 0; i < vocab; ++i) cands[i] = {logits[i], i};
+  TokenChoice choice;
+
+  if (!p.sampling()) {  // greedy over the penalised scores
+    const auto best = std::min_element(cands.begin(), cands.end(), by_logit_desc);
+    const double lse = log_sum_exp(cands);
+    choice.id = best->second;
+    choice.logprob = static_cast<float>(best->first - lse);
+    if (p.top_n_tokens > 0) choice.top = top_n(std::move(cands), p.top_n_tokens, lse);
+    return choice;
+  }
+
+  const double temperature = p.temperature.value_or(1.0);
+  if (temperature != 1.0)
+    for (auto& c : cands) c.first = static_cast<float>(c.first / temperature);
+  if (p.top_k && static_cast<size_t>(*p.top_k) < cands.size()) {
+    std::nth_element(cands.begin(), cands.begin() + *p.top_k, cands.end(), by_logit_desc);
+    cands.resize(static_cast<size_t>(*p.top_k));
+  }
+  SortedCandidates sorted(cands);
+  if (p.top_p && *p.top_p < 1.0) {
+    // Keep the smallest prefix (by probability) whose mass reaches top_p.
+    const double lse = log_sum_exp(cands);
+    double mass = 0.0;
+    size_t keep = 0;
+    while (keep < cands.size() && (keep == 0 || mass < *p.top_p)) {
+      sorted.ensure(keep + 1);
+      mass += std::exp(cands[keep].first - lse);
+      ++keep;
+    }
+    cands.resize(keep);
+  }
+  if (p.typical_p && *p.typical_p < 1.0) {
+    // Keep tokens closest to the expected surprise (entropy) until typical_p mass.
+    const double lse = log_sum_exp(cands);
+    double entropy = 0.0;
+    for (const auto& [l, id] : cands) {
+      const double lp = l - lse;
+      entropy -= std::exp(lp) * lp;
+    }
+    std::vector<std::pair<double, size_t>> order(cands.size());
+    for (size_t i = 0; i < cands.size(); ++i)
+      order[i] = {std::fabs(-(cands[i].first - lse) - entropy), i};
+    std::stable_sort(order.begin(), order.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<Candidate> kept;
+    double mass = 0.0;
+    for (const auto& [shift, i] : order) {
+      kept.push_back(cands[i]);
+      mass += std::exp(cands[i].first - lse);
+      if (mass >= *p.typical_p) break;
+    }
+    cands = std::move(kept);
+  }
+  const double lse = log_sum_exp(cands);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  const double u = uniform(rng);
+  double cumulative = 0.0;
+  size_t pick = cands.size() - 1;
+  for (size_t i = 0; i < cands.size(); ++i) {
+    cumulative += std::exp(cands[i].first - lse);
+    if (u < cumulative) {
+      pick = i;
+      break;
+    }
+  }
+  choice.id = cands[pick].second;
+  choice.logprob = static_cast<float>(cands[pick].first - lse);
+  if (p.top_n_tokens > 0) choice.top = top_n(std::move(cands), p.top_n_tokens, lse);
+  return choice;
+}
+
+}  // namespace flashneox

@@ -1,0 +1,33 @@
+// Per-request generation parameters, named as TGI's /generate names them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace flashneox {
+
+struct SamplingParams {
+  bool do_sample = false;
+  std::optional<double> temperature;   // > 0; 0 means greedy
+  std::optional<int> top_k;            // > 0
+  std::optional<double> top_p;         // (0, 1]
+  std::optional<double> typical_p;     // (0, 1]
+  std::optional<double> repetition_penalty;  // > 0; 1 is none
+  double frequency_penalty = 0.0;      // [-2, 2], OpenAI semantics
+  double presence_penalty = 0.0;       // [-2, 2]
+  std::optional<uint64_t> seed;
+  int max_new_tokens = 20;             // >= 1
+  std::vector<std::string> stop;       // stop sequences, matched on text
+  bool ignore_eos_token = false;
+  int top_n_tokens = 0;                // alternatives reported per token, [0, 10]
+  bool decoder_input_details = false;  // log-probabilities of the prompt tokens
+
+  // True when tokens are drawn at random rather than taken greedily.
+  bool sampling() const;
+  // Throws Error naming the first out-of-range parameter.
+  void validate() const;
+};
+
+}  // namespace flashneox

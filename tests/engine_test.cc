@@ -1,0 +1,337 @@
+// The serving engine: batch invariance (alone vs. in a mixed, staggered batch,
+// with and without preemption), every block returned, sampling parameters,
+// stop criteria and prompt log-probabilities.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "core/error.h"
+#include "engine/engine.h"
+#include "engine/sampler.h"
+#include "test_support.h"
+
+namespace flashneox {
+namespace {
+
+std::shared_ptr<const Tokenizer> shakespeare_tokenizer() {
+  static std::shared_ptr<const Tokenizer> t =
+      Tokenizer::from_file(testing::bundled_model() + "/tokenizer.json");
+  return t;
+}
+
+std::unique_ptr<Engine> make_engine(EngineOptions options = {}) {
+  if (options.kv_cache_bytes == 0) options.kv_cache_bytes = 64u << 20;
+  if (options.max_total_tokens == 0) options.max_total_tokens = 256;
+  return std::make_unique<Engine>(GptNeoxModel::load(testing::bundled_model()),
+                                  shakespeare_tokenizer(), options);
+}
+
+struct Outcome {
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  RequestEvent final_event;
+};
+
+// Drains every event a handle has (the engine must have finished it).
+Outcome drain(RequestHandle& handle) {
+  Outcome out;
+  RequestEvent e;
+  while (handle.next(e, std::chrono::milliseconds(0))) {
+    if (e.kind == RequestEvent::Kind::Token) {
+      out.tokens.push_back(e.token.id);
+      out.logprobs.push_back(*e.token.logprob);
+    } else {
+      out.final_event = e;
+    }
+  }
+  EXPECT_TRUE(handle.done());
+  return out;
+}
+
+// 16 requests of different lengths and kinds (greedy, seeded sampling with
+// various filters and penalties).
+std::vector<GenerationRequest> mixed_requests() {
+  const char* prompts[] = {"ROMEO:", "First Citizen:\nBefore we proceed any further, hear me speak.",
+                           "To be, or not to be", "KING RICHARD III:\nNow is the winter of",
+                           "O", "JULIET:\nWherefore art thou", "MENENIUS:\nI tell you, friends,",
+                           "What say you?"};
+  std::vector<GenerationRequest> out;
+  for (int i = 0; i < 16; ++i) {
+    GenerationRequest r;
+    r.prompt = shakespeare_tokenizer()->encode(prompts[i % 8]);
+    r.params.max_new_tokens = 8 + (i * 5) % 23;
+    r.params.ignore_eos_token = true;
+    if (i % 2 == 1) {
+      r.params.do_sample = true;
+      r.params.seed = 1000 + i;
+      r.params.temperature = 0.7 + 0.1 * (i % 4);
+      if (i % 4 == 1) r.params.top_k = 40;
+      if (i % 8 == 3) r.params.top_p = 0.9;
+      if (i % 8 == 7) r.params.typical_p = 0.8;
+      if (i % 3 == 0) r.params.repetition_penalty = 1.2;
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+Outcome run_alone(const GenerationRequest& request) {
+  auto engine = make_engine();
+  auto handle = engine->submit(request);
+  engine->run_until_idle();
+  return drain(*handle);
+}
+
+void expect_batch_invariant(EngineOptions options, bool expect_preemption) {
+  const auto requests = mixed_requests();
+  std::vector<Outcome> alone;
+  for (const auto& r : requests) alone.push_back(run_alone(r));
+
+  auto engine = make_engine(options);
+  const int total_blocks = engine->stats().kv_blocks_total;
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    handles.push_back(engine->submit(requests[i]));
+    if (i % 3 == 2) engine->step();  // arrivals spread over steps
+  }
+  engine->run_until_idle();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Outcome together = drain(*handles[i]);
+    EXPECT_EQ(together.tokens, alone[i].tokens) << "request " << i;
+    EXPECT_EQ(together.final_event.generated_text, alone[i].final_event.generated_text);
+  }
+  const auto by_outcome = engine->metrics().requests_by_outcome();
+  const bool preempted = by_outcome.count("preempted") && by_outcome.at("preempted") > 0;
+  EXPECT_EQ(preempted, expect_preemption);
+  EXPECT_EQ(engine->stats().kv_blocks_free, total_blocks);
+}
+
+TEST(Engine, BatchInvariantAcrossMixedStaggeredRequests) {
+  expect_batch_invariant({}, false);
+}
+
+TEST(Engine, BatchInvariantUnderPreemption) {
+  EngineOptions tight;
+  tight.block_size = 4;
+  tight.max_total_tokens = 64;
+  // 40 blocks of 4 tokens: far less than 16 requests need at once.
+  const ModelConfig c = ModelConfig::from_file(testing::bundled_model() + "/config.json");
+  tight.kv_cache_bytes = KvCache::block_bytes(c.num_layers, 4, c.num_heads, c.head_size) * 40;
+  tight.max_batch_prefill_tokens = 24;  // long prompts are chunked too
+  tight.max_batch_total_tokens = 4096;  // admit optimistically: blocks run out mid-generation
+  expect_batch_invariant(tight, true);
+}
+
+TEST(Engine, GreedyMatchesTheBundledReference) {
+  auto engine = make_engine();
+  GenerationRequest r;
+  r.prompt = {51, 14519, 48, 27};  // "ROMEO:"
+  r.params.max_new_tokens = 48;
+  r.params.ignore_eos_token = true;
+  auto handle = engine->submit(r);
+  engine->run_until_idle();
+  const Outcome out = drain(*handle);
+  const std::vector<int32_t> want = {187, 48, 13, 619, 17991, 13, 309, 1833, 2028, 19615, 13, 187,
+                                     1898, 309, 1833, 320, 247, 637, 15, 187, 187, 51, 14519, 48,
+                                     27, 187, 42, 1833, 2028, 19615, 13, 187, 1898, 309, 1833, 320,
+                                     594, 1199, 281, 320, 247, 637, 15, 187, 187, 51, 14519, 48};
+  EXPECT_EQ(out.tokens, want);
+  EXPECT_EQ(out.final_event.finish_reason, FinishReason::Length);
+  EXPECT_EQ(out.final_event.generated_tokens, 48);
+}
+
+TEST(Engine, CancellationReturnsEveryBlock) {
+  auto engine = make_engine();
+  const int total = engine->stats().kv_blocks_total;
+  GenerationRequest r;
+  r.prompt = shakespeare_tokenizer()->encode("ROMEO:");
+  r.params.max_new_tokens = 200;
+  r.params.ignore_eos_token = true;
+  auto running = engine->submit(r);
+  auto waiting = engine->submit(r);
+  for (int i = 0; i < 5; ++i) engine->step();
+  EXPECT_LT(engine->stats().kv_blocks_free, total);
+  running->cancel();
+  waiting->cancel();
+  engine->run_until_idle();
+  EXPECT_EQ(engine->stats().kv_blocks_free, total);
+  EXPECT_EQ(drain(*running).final_event.finish_reason, FinishReason::Cancelled);
+  EXPECT_EQ(drain(*waiting).final_event.finish_reason, FinishReason::Cancelled);
+}
+
+TEST(Engine, StopSequenceMatchesAcrossTokens) {
+  auto engine = make_engine();
+  GenerationRequest r;
+  r.prompt = shakespeare_tokenizer()->encode("ROMEO:");
+  r.params.max_new_tokens = 48;
+  r.params.stop = {"lord, I'll"};  // spans several tokens of the greedy text
+  auto handle = engine->submit(r);
+  engine->run_until_idle();
+  const Outcome out = drain(*handle);
+  EXPECT_EQ(out.final_event.finish_reason, FinishReason::StopSequence);
+  EXPECT_EQ(out.final_event.generated_text, "\nO, my lord, I'll");
+}
+
+TEST(Engine, EndOfSequenceStopsUnlessIgnored) {
+  // Force the eos token (id 0) with a huge presence bonus: a negative penalty.
+  auto engine = make_engine();
+  GenerationRequest r;
+  r.prompt = {0, 51, 14519, 48, 27};  // eos in the prompt: presence -2 makes it likely
+  r.params.presence_penalty = -2.0;
+  r.params.frequency_penalty = -2.0;
+  r.params.max_new_tokens = 30;
+  auto h1 = engine->submit(r);
+  r.params.ignore_eos_token = true;
+  auto h2 = engine->submit(r);
+  engine->run_until_idle();
+  const Outcome stopped = drain(*h1), ignored = drain(*h2);
+  if (std::find(ignored.tokens.begin(), ignored.tokens.end(), 0) != ignored.tokens.end()) {
+    EXPECT_EQ(stopped.final_event.finish_reason, FinishReason::EosToken);
+    EXPECT_EQ(stopped.tokens.back(), 0);
+  }
+  EXPECT_EQ(ignored.final_event.finish_reason, FinishReason::Length);
+  EXPECT_EQ(ignored.tokens.size(), 30u);
+}
+
+TEST(Engine, RefusesWhatCanNeverRun) {
+  EngineOptions o;
+  o.max_total_tokens = 32;
+  o.max_concurrent_requests = 2;
+  auto engine = make_engine(o);
+  GenerationRequest r;
+  r.prompt = std::vector<int32_t>(40, 5);
+  EXPECT_THROW(engine->submit(r), Error);  // longer than max_input_length
+  r.prompt = {5, 6};
+  r.params.max_new_tokens = 31;
+  EXPECT_THROW(engine->submit(r), Error);  // prompt + new > max_total_tokens
+  r.params.max_new_tokens = 4;
+  r.params.top_p = 1.5;
+  try {
+    engine->submit(r);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("top_p"), std::string::npos);
+  }
+  r.params.top_p.reset();
+  r.prompt = {};
+  EXPECT_THROW(engine->submit(r), Error);
+  r.prompt = {5};
+  engine->submit(r);
+  engine->submit(r);
+  EXPECT_THROW(engine->submit(r), OverloadedError);
+  engine->run_until_idle();
+  EXPECT_NO_THROW(engine->submit(r));  // room again once they finished
+}
+
+TEST(Engine, PromptLogprobsMatchTheReferenceLogits) {
+  // neox-parallel with the real tokenizer: ids < 1000 decode fine.
+  auto engine = std::make_unique<Engine>(GptNeoxModel::load(testing::fixture_model("neox-parallel")),
+                                         shakespeare_tokenizer(), EngineOptions{16, 8u << 20, 0, 64});
+  const auto ref = testing::load_reference(testing::fixture_model("neox-parallel"));
+  GenerationRequest r;
+  r.prompt = ref.prompts[2];
+  r.params.max_new_tokens = 2;
+  r.params.decoder_input_details = true;
+  r.params.top_n_tokens = 3;
+  auto handle = engine->submit(r);
+  engine->run_until_idle();
+  const Outcome out = drain(*handle);
+  const auto logits = ref.logits(2);
+  const int vocab = 1000;
+  ASSERT_EQ(out.final_event.prefill.size(), r.prompt.size());
+  EXPECT_FALSE(out.final_event.prefill[0].logprob.has_value());
+  for (size_t i = 1; i < r.prompt.size(); ++i) {
+    const float want = Sampler::logprob_of(logits.data() + (i - 1) * vocab, vocab, r.prompt[i]);
+    EXPECT_NEAR(*out.final_event.prefill[i].logprob, want, 1e-3) << i;
+  }
+  EXPECT_EQ(out.tokens[0], ref.greedy[2][0]);
+  EXPECT_NEAR(out.logprobs[0],
+              Sampler::logprob_of(logits.data() + (r.prompt.size() - 1) * vocab, vocab, out.tokens[0]), 1e-3);
+}
+
+TEST(Sampler, FiltersAndSeeds) {
+  const int vocab = 6;
+  const std::vector<float> base = {1.0f, 3.0f, 2.0f, 0.5f, 2.9f, -1.0f};
+  TokenCounts none;
+  std::mt19937_64 rng(1);
+  auto choose = [&](SamplingParams p, std::mt19937_64& r) {
+    std::vector<float> l = base;
+    return Sampler::choose(l.data(), vocab, p, none, r);
+  };
+  SamplingParams greedy;
+  EXPECT_EQ(choose(greedy, rng).id, 1);
+  SamplingParams k1;
+  k1.top_k = 1;
+  k1.temperature = 5.0;
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(choose(k1, rng).id, 1);  // top_k 1 is greedy
+  SamplingParams top_p;
+  top_p.top_p = 0.01;
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(choose(top_p, rng).id, 1);
+  SamplingParams k2;
+  k2.top_k = 2;
+  std::map<int, int> seen;
+  for (int i = 0; i < 200; ++i) ++seen[choose(k2, rng).id];
+  EXPECT_EQ(seen.size(), 2u);  // only tokens 1 and 4
+  EXPECT_TRUE(seen.count(1) && seen.count(4));
+  SamplingParams seeded;
+  seeded.do_sample = true;
+  std::mt19937_64 a(99), b(99);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(choose(seeded, a).id, choose(seeded, b).id);
+  // Repetition penalty divides positive scores of seen tokens.
+  TokenCounts seen1;
+  seen1.add(1);
+  SamplingParams rep;
+  rep.repetition_penalty = 2.0;
+  std::vector<float> l = base;
+  EXPECT_EQ(Sampler::choose(l.data(), vocab, rep, seen1, rng).id, 4);
+  // Greedy logprob and top-n alternatives come from the same distribution.
+  SamplingParams top3;
+  top3.top_n_tokens = 3;
+  const TokenChoice c = choose(top3, rng);
+  ASSERT_EQ(c.top.size(), 3u);
+  EXPECT_EQ(c.top[0].first, 1);
+  EXPECT_EQ(c.top[1].first, 4);
+  EXPECT_FLOAT_EQ(c.top[0].second, c.logprob);
+  double total = 0;
+  for (float v : base) total += std::exp(v);
+  EXPECT_NEAR(c.logprob, 3.0 - std::log(total), 1e-5);
+}
+
+TEST(SamplingParams, RefusalsNameTheParameter) {
+  auto refuses = [](SamplingParams p, const std::string& name) {
+    try {
+      p.validate();
+      ADD_FAILURE() << name << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  };
+  SamplingParams p;
+  p.temperature = -1;
+  refuses(p, "temperature");
+  p = {};
+  p.top_k = 0;
+  refuses(p, "top_k");
+  p = {};
+  p.typical_p = 0;
+  refuses(p, "typical_p");
+  p = {};
+  p.repetition_penalty = 0;
+  refuses(p, "repetition_penalty");
+  p = {};
+  p.frequency_penalty = 3;
+  refuses(p, "frequency_penalty");
+  p = {};
+  p.max_new_tokens = 0;
+  refuses(p, "max_new_tokens");
+  p = {};
+  p.top_n_tokens = 11;
+  refuses(p, "top_n_tokens");
+  p = {};
+  p.stop = {""};
+  refuses(p, "stop");
+}
+
+}  // namespace
+}  // namespace flashneox
