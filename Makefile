@@ -3,7 +3,7 @@ BUILD ?= build
 SAN_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test test-sanitize clean fuzz bench-tokenizer
+.PHONY: deps build test test-venv test-sanitize clean fuzz bench-tokenizer serve
 
 deps:
 	@./scripts/install-deps.sh
@@ -14,14 +14,26 @@ build: deps
 
 # Tests run one at a time: each already uses every core (OpenMP), and two
 # multi-threaded processes on two cores stall each other at every barrier.
-test: build
+test: build test-venv
 	@cd $(BUILD) && ctest --output-on-failure
+
+# Python clients for the server tests, in a virtual environment in the build folder.
+TEST_VENV = $(BUILD)/test-venv
+test-venv: $(TEST_VENV)/.installed
+$(TEST_VENV)/.installed: tests/server/requirements.txt
+	@python3 -m venv $(TEST_VENV)
+	@$(TEST_VENV)/bin/pip install -q --disable-pip-version-check -r tests/server/requirements.txt
+	@touch $@
 
 # The unit tests again, built with AddressSanitizer and UBSan.
 test-sanitize: deps
 	@cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLASHNEOX_SANITIZE=ON -DFLASHNEOX_BUILD_BENCH=OFF >/dev/null
 	@cmake --build $(SAN_BUILD) -j $(JOBS)
 	@cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L unit
+
+# Serves the bundled model on http://127.0.0.1:8080 (playground at /).
+serve: build
+	./$(BUILD)/flashneox serve $(SERVE_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)

@@ -8,6 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libutf8proc-dev libcpp-httplib-dev
   clang libclang-rt-14-dev
+  chromium chromium-driver
   python3 python3-venv
 )
 

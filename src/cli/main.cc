@@ -18,6 +18,10 @@ struct Command {
 const Command kCommands[] = {
     {"logits", flashneox::run_logits,
      "--model DIR --ids 5,7,9 [--ids ...] [--prefill N] [--block-size B] --out FILE.safetensors"},
+    {"serve", flashneox::run_serve,
+     "[--model DIR] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--kv-cache-memory 1GiB]\n"
+     "              [--max-input-length N] [--max-total-tokens N] [--max-batch-prefill-tokens N]\n"
+     "              [--max-batch-total-tokens N] [--max-concurrent-requests N] [--threads N]"},
     {"generate", flashneox::run_generate,
      "[--model DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
      "              [--typical-p P] [--repetition-penalty R] [--seed S] [--stop TEXT ...] [--ignore-eos]"},

@@ -1,0 +1,32 @@
+// Reads the body of TGI/LoRAX /generate requests and of OpenAI requests into
+// an engine request, with TGI's validation messages.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "engine/request.h"
+#include "tokenizer/tokenizer.h"
+
+namespace flashneox {
+
+struct GenerateCall {
+  std::string inputs;          // the prompt text
+  GenerationRequest request;   // tokenized, parameters validated
+  bool details = false;
+  bool return_full_text = false;
+  bool stream = false;         // the compat route "/" decides by this
+};
+
+// Parses {"inputs": ..., "parameters": {...}, "stream": ...}. Throws ApiError.
+GenerateCall parse_generate_body(const std::string& body, const Tokenizer& tokenizer);
+
+// The JSON body, or ApiError 400 naming the problem.
+nlohmann::json parse_json_body(const std::string& body);
+
+// Tokenizes and applies `truncate` (keep the last N tokens). Throws ApiError.
+std::vector<int32_t> tokenize_prompt(const Tokenizer& tokenizer, const std::string& text,
+                                     std::optional<int> truncate);
+
+}  // namespace flashneox

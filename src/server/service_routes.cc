@@ -1,0 +1,107 @@
+// Service routes: GET /health, GET /info (LoRAX's fields), GET /metrics
+// (Prometheus text) and POST /tokenize (ids with text and byte offsets).
+#include <httplib.h>
+
+#include "server/generate_params.h"
+#include "server/http_util.h"
+#include "server/server.h"
+
+#ifndef FLASHNEOX_VERSION
+#define FLASHNEOX_VERSION "dev"
+#endif
+
+namespace flashneox {
+
+using nlohmann::json;
+
+namespace {
+
+std::string render_metrics(const Engine& engine) {
+  const EngineStats s = engine.stats();
+  const EngineMetrics& m = engine.metrics();
+  std::string out;
+  auto gauge = [&](const char* name, const char* help, double value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " +
+           std::to_string(value) + "\n";
+  };
+  out += "# HELP flashneox_requests_total Requests by outcome.\n# TYPE flashneox_requests_total counter\n";
+  for (const auto& [outcome, count] : m.requests_by_outcome())
+    out += "flashneox_requests_total{outcome=\"" + outcome + "\"} " + std::to_string(count) + "\n";
+  out += "# HELP flashneox_generated_tokens_total Tokens generated.\n# TYPE flashneox_generated_tokens_total counter\n";
+  out += "flashneox_generated_tokens_total " + std::to_string(m.generated_tokens()) + "\n";
+  out += "# HELP flashneox_prompt_tokens_total Prompt tokens processed.\n# TYPE flashneox_prompt_tokens_total counter\n";
+  out += "flashneox_prompt_tokens_total " + std::to_string(m.prompt_tokens()) + "\n";
+  gauge("flashneox_queue_size", "Requests waiting to be admitted.", s.waiting);
+  gauge("flashneox_batch_current_size", "Sequences in the running batch.", s.running);
+  gauge("flashneox_kv_cache_blocks_total", "KV-cache blocks.", s.kv_blocks_total);
+  gauge("flashneox_kv_cache_blocks_used", "KV-cache blocks in use.", s.kv_blocks_used);
+  gauge("flashneox_kv_cache_blocks_free", "KV-cache blocks free.", s.kv_blocks_free);
+  m.time_to_first_token.render("flashneox_time_to_first_token_seconds", "Time from arrival to the first token.", out);
+  m.inter_token_latency.render("flashneox_inter_token_latency_seconds", "Time between consecutive tokens.", out);
+  m.end_to_end_latency.render("flashneox_request_duration_seconds", "Time from arrival to the last token.", out);
+  m.batch_size.render("flashneox_batch_forward_size", "Sequences per forward pass.", out);
+  return out;
+}
+
+}  // namespace
+
+void install_service_routes(httplib::Server& http, Server& server) {
+  http.Get("/health", [](const httplib::Request&, httplib::Response& res) { reply_json(res, json::object()); });
+  http.Get("/info", [&server](const httplib::Request&, httplib::Response& res) {
+    const Engine& e = server.engine();
+    const EngineOptions& o = e.options();
+    reply_json(res, {{"model_id", server.options().model_id},
+                     {"model_sha", nullptr},
+                     {"model_dtype", dtype_name(e.model().weights().dtype)},
+                     {"model_device_type", "cpu"},
+                     {"model_pipeline_tag", "text-generation"},
+                     {"max_concurrent_requests", o.max_concurrent_requests},
+                     {"max_best_of", 1},
+                     {"max_stop_sequences", 16},
+                     {"max_input_length", o.max_input_length},
+                     {"max_total_tokens", o.max_total_tokens},
+                     {"max_batch_prefill_tokens", o.max_batch_prefill_tokens},
+                     {"max_batch_total_tokens", o.max_batch_total_tokens},
+                     {"max_batch_size", o.max_batch_size},
+                     {"block_size", o.block_size},
+                     {"kv_cache_bytes", e.kv_cache_bytes()},
+                     {"waiting_served_ratio", 1.2},
+                     {"max_waiting_tokens", 20},
+                     {"validation_workers", 1},
+                     {"version", FLASHNEOX_VERSION},
+                     {"sha", nullptr},
+                     {"docker_label", nullptr}});
+  });
+  http.Get("/metrics", [&server](const httplib::Request&, httplib::Response& res) {
+    res.set_content(render_metrics(server.engine()), "text/plain; version=0.0.4");
+  });
+  http.Post("/tokenize", [&server](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, [&] {
+      const json body = parse_json_body(req.body);
+      if (!body.is_object() || !body.contains("inputs") || !body["inputs"].is_string())
+        throw validation_error("`inputs` must be a string");
+      const std::string text = body["inputs"].get<std::string>();
+      Encoding enc;
+      try {
+        enc = server.engine().tokenizer().encode_with_offsets(text);
+      } catch (const Error& e) {
+        throw validation_error(e.what());
+      }
+      // Byte offsets, widened to whole characters: a token holding part of
+      // a character (byte-level BPE splits emoji) shows that character.
+      auto is_continuation = [&](size_t i) {
+        return i < text.size() && (static_cast<unsigned char>(text[i]) & 0xc0) == 0x80;
+      };
+      json out = json::array();
+      for (size_t i = 0; i < enc.ids.size(); ++i) {
+        auto [start, stop] = enc.offsets[i];
+        while (start > 0 && is_continuation(start)) --start;
+        while (stop < text.size() && is_continuation(stop)) ++stop;
+        out.push_back({{"id", enc.ids[i]}, {"text", text.substr(start, stop - start)}, {"start", start}, {"stop", stop}});
+      }
+      reply_json(res, out);
+    });
+  });
+}
+
+}  // namespace flashneox
