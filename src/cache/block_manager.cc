@@ -15,12 +15,16 @@ int BlockManager::missing(const std::vector<int32_t>& table, int tokens) const {
 
 bool BlockManager::reserve(std::vector<int32_t>& table, int tokens) {
   const int n = missing(table, tokens);
-  return n == 0 || allocator_.allocate(n, table);
+  if (n == 0) return true;
+  const bool ok = allocator_.allocate(n, table);
+  free_snapshot_.store(allocator_.free_count(), std::memory_order_relaxed);
+  return ok;
 }
 
 void BlockManager::release(std::vector<int32_t>& table) {
   allocator_.release(table);
   table.clear();
+  free_snapshot_.store(allocator_.free_count(), std::memory_order_relaxed);
 }
 
 size_t available_memory_bytes() {

@@ -3,6 +3,7 @@
 // preempted.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -19,6 +20,8 @@ class BlockManager {
   int block_size() const { return block_size_; }
   int num_blocks() const { return allocator_.num_blocks(); }
   int free_blocks() const { return allocator_.free_count(); }
+  // The free count as of the last reserve/release, safe to read from any thread.
+  int free_blocks_snapshot() const { return free_snapshot_.load(std::memory_order_relaxed); }
   int used_blocks() const { return num_blocks() - free_blocks(); }
 
   // Blocks `table` still lacks to hold `tokens` tokens.
@@ -30,6 +33,7 @@ class BlockManager {
  private:
   BlockAllocator allocator_;
   int block_size_;
+  std::atomic<int> free_snapshot_{allocator_.free_count()};
 };
 
 // Parses a KV-cache budget: "512MiB", "2GiB", "1500MB", a byte count, or a

@@ -66,7 +66,6 @@ Engine::Engine(std::unique_ptr<GptNeoxModel> model, std::shared_ptr<const Tokeni
     throw Error("max_batch_total_tokens must be at least max_total_tokens");
   cache_ = model_->make_cache(num_blocks, o.block_size);
   blocks_ = std::make_unique<BlockManager>(num_blocks, o.block_size);
-  kv_free_ = num_blocks;
 }
 
 Engine::~Engine() { stop(); }
@@ -324,7 +323,6 @@ bool Engine::step() {
   if (waiting_.empty() && running_.empty()) {
     waiting_count_ = 0;
     running_count_ = 0;
-    kv_free_ = blocks_->free_blocks();
     return false;
   }
   std::vector<Planned> work = plan();
@@ -350,7 +348,6 @@ bool Engine::step() {
   running_.remove_if([](const std::unique_ptr<Sequence>& s) { return s->finished; });
   waiting_count_ = static_cast<int>(waiting_.size());
   running_count_ = static_cast<int>(running_.size());
-  kv_free_ = blocks_->free_blocks();
   return !work.empty();
 }
 
@@ -387,7 +384,7 @@ EngineStats Engine::stats() const {
   s.waiting += waiting_count_;
   s.running = running_count_;
   s.kv_blocks_total = blocks_->num_blocks();
-  s.kv_blocks_free = kv_free_;
+  s.kv_blocks_free = blocks_->free_blocks_snapshot();  // exact once a request's final event is out
   s.kv_blocks_used = s.kv_blocks_total - s.kv_blocks_free;
   return s;
 }

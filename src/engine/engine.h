@@ -103,7 +103,7 @@ class Engine {
 
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::list<std::unique_ptr<Sequence>> running_;  // in admission order
-  std::atomic<int> waiting_count_{0}, running_count_{0}, kv_free_{0};  // read by stats()
+  std::atomic<int> waiting_count_{0}, running_count_{0};  // read by stats()
 
   std::thread loop_;
   std::atomic<bool> stopping_{false};
