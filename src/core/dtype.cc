@@ -9,6 +9,7 @@ size_t dtype_size(DType dtype) {
     case DType::F32: return 4;
     case DType::F16: return 2;
     case DType::BF16: return 2;
+    case DType::I8: return 1;
   }
   return 0;
 }
@@ -18,6 +19,7 @@ const char* dtype_name(DType dtype) {
     case DType::F32: return "float32";
     case DType::F16: return "float16";
     case DType::BF16: return "bfloat16";
+    case DType::I8: return "int8";
   }
   return "?";
 }
@@ -96,6 +98,9 @@ void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {
         std::memcpy(&h, bytes + 2 * i, 2);
         dst[i] = bf16_to_f32(h);
       }
+      return;
+    case DType::I8:  // unscaled values; the caller applies the scales
+      for (size_t i = 0; i < count; ++i) dst[i] = static_cast<float>(static_cast<const int8_t*>(src)[i]);
       return;
   }
 }

@@ -8,7 +8,8 @@
 
 namespace flashneox {
 
-enum class DType { F32, F16, BF16 };
+// I8: quantized weights (with per-output-channel scales), never a checkpoint dtype.
+enum class DType { F32, F16, BF16, I8 };
 
 size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);

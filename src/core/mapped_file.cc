@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "core/error.h"
@@ -31,6 +32,15 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     data_ = static_cast<const unsigned char*>(mapped);
   }
   ::close(fd);
+}
+
+void MappedFile::drop_pages(const void* p, size_t n) const {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  auto begin = reinterpret_cast<uintptr_t>(p);
+  auto end = begin + n;
+  begin = (begin + page - 1) / page * page;
+  end = end / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {

@@ -16,6 +16,10 @@ class MappedFile {
   const unsigned char* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Tells the kernel the pages wholly inside [p, p + n) are not needed any
+  // more (after their contents were copied into a packed layout), so they
+  // leave this process's resident memory. Reading them again still works.
+  void drop_pages(const void* p, size_t n) const;
 
  private:
   std::string path_;

@@ -210,6 +210,11 @@ std::vector<std::string> Checkpoint::names() const {
   return out;
 }
 
+void Checkpoint::drop_pages(const TensorView& view) const {
+  for (const auto& file : files_)
+    if (file->path() == view.file) file->mapping().drop_pages(view.data, view.nbytes);
+}
+
 size_t Checkpoint::total_bytes() const {
   size_t total = 0;
   for (const auto& [name, view] : index_) total += view->nbytes;

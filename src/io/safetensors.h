@@ -35,6 +35,7 @@ class SafetensorsFile {
 
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::string& path() const { return file_->path(); }
+  const MappedFile& mapping() const { return *file_; }
 
  private:
   std::unique_ptr<MappedFile> file_;
@@ -57,6 +58,8 @@ class Checkpoint {
   const TensorView& view(const std::string& name) const { return *index_.at(name); }
   std::vector<std::string> names() const;
   size_t total_bytes() const;
+  // Drops a tensor's pages from resident memory (see MappedFile::drop_pages).
+  void drop_pages(const TensorView& view) const;
   const std::string& location() const { return location_; }
 
  private:

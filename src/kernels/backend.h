@@ -12,12 +12,20 @@
 
 namespace flashneox {
 
-// A weight matrix used as y = x · W^T, kept in its stored dtype.
+enum class WeightLayout {
+  RowMajor,  // [rows, cols], as checkpoints store it
+  Panels32,  // [ceil(rows / 32), cols, 32]: 32 output features side by side per input
+             // feature (zero-padded), the layout the CPU GEMM streams
+};
+
+// A weight matrix used as y = x · W^T.
 struct WeightMatrix {
   DType dtype = DType::F32;
-  const void* data = nullptr;  // [rows, cols]
+  const void* data = nullptr;  // see layout
   int64_t rows = 0;            // output features
   int64_t cols = 0;            // input features
+  WeightLayout layout = WeightLayout::RowMajor;
+  const float* scales = nullptr;  // I8 only: [rows] per-output-channel scale
 };
 
 // Everything attention needs about one forward's sequences and the paged cache.
@@ -44,7 +52,12 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
 
-  // out[t, :] = embedding[ids[t], :] as f32.     embedding: [vocab, hidden]
+  // Converts a row-major checkpoint matrix into the layout and dtype this
+  // backend computes fastest with (`dtype` F32, F16, BF16 or I8 with
+  // per-channel scales). The backend owns the new storage.
+  virtual WeightMatrix prepare_weight(const WeightMatrix& w, DType dtype) = 0;
+
+  // out[t, :] = embedding[ids[t], :] as f32.     embedding: [vocab, hidden], row-major
   virtual void embed(const WeightMatrix& embedding, const int32_t* ids, int64_t tokens,
                      float* out /* [tokens, hidden] */) = 0;
 

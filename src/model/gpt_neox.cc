@@ -15,13 +15,14 @@ GptNeoxModel::GptNeoxModel(std::string dir, ModelConfig config, ModelWeights wei
       backend_(std::move(backend)) {}
 
 std::unique_ptr<GptNeoxModel> GptNeoxModel::load(const std::string& dir,
-                                                 std::unique_ptr<Backend> backend) {
+                                                 std::unique_ptr<Backend> backend,
+                                                 const LoadOptions& options) {
   ModelConfig config = ModelConfig::from_file(dir + "/config.json");
   if (config.head_size > 256)
     throw Error(concat(dir, "/config.json: head size ", config.head_size,
                        " is larger than the 256 the attention kernels support"));
-  ModelWeights weights = ModelWeights::load(dir, config);
   if (!backend) backend = make_cpu_backend();
+  ModelWeights weights = ModelWeights::load(dir, config, *backend, options);
   return std::unique_ptr<GptNeoxModel>(
       new GptNeoxModel(dir, std::move(config), std::move(weights), std::move(backend)));
 }

@@ -17,7 +17,8 @@ class GptNeoxModel {
  public:
   // Loads config.json and the safetensors weights of a checkpoint directory.
   static std::unique_ptr<GptNeoxModel> load(const std::string& dir,
-                                            std::unique_ptr<Backend> backend = nullptr);
+                                            std::unique_ptr<Backend> backend = nullptr,
+                                            const LoadOptions& options = {});
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }

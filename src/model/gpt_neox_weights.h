@@ -1,9 +1,13 @@
-// GPT-NeoX weights, loaded from a Hugging Face checkpoint directory. Matrices
-// stay in the memory mapping in their stored dtype (no copy, no widening);
-// the small vectors (biases, layer norms) are widened to f32.
+// GPT-NeoX weights, loaded from a Hugging Face checkpoint directory. The
+// projection matrices are handed to the backend, which repacks them into its
+// own layout in the stored dtype (or the one asked for: f32, f16, bf16, int8);
+// the mapped pages they came from are then dropped, so resident memory is
+// about one copy of the weights. The input embedding stays mapped (rows are
+// read on demand); biases and layer norms are widened to f32.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,18 +30,23 @@ struct LayerWeights {
   std::vector<float> fc_out_bias;            // [hidden]
 };
 
+struct LoadOptions {
+  std::optional<DType> weight_dtype;  // none: keep each matrix's stored dtype
+};
+
 struct ModelWeights {
   std::unique_ptr<Checkpoint> checkpoint;  // owns the mappings the matrices point into
   WeightMatrix embed_in;                   // [vocab, hidden]
   WeightMatrix embed_out;                  // [vocab, hidden] (embed_in when tied)
   std::vector<float> final_ln_weight, final_ln_bias;  // [hidden]
   std::vector<LayerWeights> layers;
-  DType dtype = DType::F32;                // of the big matrices
+  DType dtype = DType::F32;                // the projection matrices' compute dtype
   size_t parameter_count = 0;
   size_t weight_bytes = 0;
 
   // Validates every name and shape against the config; throws naming the tensor.
-  static ModelWeights load(const std::string& dir, const ModelConfig& config);
+  static ModelWeights load(const std::string& dir, const ModelConfig& config, Backend& backend,
+                           const LoadOptions& options = {});
 };
 
 }  // namespace flashneox

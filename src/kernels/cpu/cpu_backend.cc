@@ -1,4 +1,9 @@
 // The CPU implementation of the Backend seam: a thin forwarder to the kernels.
+#include <cstdlib>
+#include <list>
+#include <vector>
+
+#include "core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace flashneox {
@@ -8,6 +13,24 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
+  WeightMatrix prepare_weight(const WeightMatrix& w, DType dtype) override {
+    WeightMatrix out = w;
+    out.dtype = dtype;
+    out.layout = WeightLayout::Panels32;
+    const size_t bytes = static_cast<size_t>(cpu::packed_panels(w.rows) * w.cols * 32) * dtype_size(dtype);
+    void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!data) throw Error(concat("cannot allocate ", bytes, " bytes for packed weights"));
+    storage_.emplace_back(data);
+    float* scales = nullptr;
+    if (dtype == DType::I8) {
+      scales_.emplace_back(static_cast<size_t>(w.rows), 1.0f);
+      scales = scales_.back().data();
+    }
+    cpu::pack_weight(w, dtype, data, scales);
+    out.data = data;
+    out.scales = scales;
+    return out;
+  }
   void embed(const WeightMatrix& embedding, const int32_t* ids, int64_t tokens,
              float* out) override {
     cpu::embed(embedding, ids, tokens, out);
@@ -39,6 +62,13 @@ class CpuBackend final : public Backend {
   void decode_attention(const AttentionParams& params) override {
     cpu::decode_attention(params);
   }
+
+ private:
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<void, Free>> storage_;  // packed matrices
+  std::list<std::vector<float>> scales_;              // int8 per-channel scales (stable addresses)
 };
 
 }  // namespace

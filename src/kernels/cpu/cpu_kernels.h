@@ -16,7 +16,13 @@ Isa supported_isa();         // the best this CPU (and FLASHNEOX_ISA) allows
 void limit_isa(Isa isa);     // tests: use at most this ISA from now on
 const char* isa_name(Isa isa);
 
+// Dispatches on the layout: Panels32 goes to packed_linear.
 void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
+// Panel packing (WeightLayout::Panels32): `out` holds packed_panels(rows) *
+// cols * 32 elements of `dtype`; `scales` [rows] is filled for I8.
+int64_t packed_panels(int64_t rows);
+void pack_weight(const WeightMatrix& w, DType dtype, void* out, float* scales);
+void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
 void linear_reference(const float* x, int64_t m, const WeightMatrix& w, const float* bias,
                       float* y);
 

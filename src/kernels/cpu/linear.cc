@@ -135,6 +135,10 @@ const float* weight_rows_f32(const WeightMatrix& w, int64_t n0, int64_t count,
 }  // namespace
 
 void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y) {
+  if (w.layout == WeightLayout::Panels32) {
+    packed_linear(x, m, w, bias, y);
+    return;
+  }
   const int64_t n = w.rows;
   const int64_t k = w.cols;
   const int64_t tiles = (n + kTileN - 1) / kTileN;
@@ -170,8 +174,17 @@ void linear_reference(const float* x, int64_t m, const WeightMatrix& w, const fl
   std::vector<float> row(static_cast<size_t>(w.cols));
   const size_t elem = dtype_size(w.dtype);
   for (int64_t col = 0; col < w.rows; ++col) {
-    convert_to_f32(w.dtype, static_cast<const unsigned char*>(w.data) + col * w.cols * elem,
-                   row.data(), row.size());
+    if (w.layout == WeightLayout::Panels32) {  // gather the column out of its panel
+      const int64_t p = col / 32, c = col % 32;
+      for (int64_t i = 0; i < w.cols; ++i)
+        convert_to_f32(w.dtype, static_cast<const unsigned char*>(w.data) + ((p * w.cols + i) * 32 + c) * elem,
+                       &row[i], 1);
+      if (w.scales)
+        for (float& v : row) v *= w.scales[col];
+    } else {
+      convert_to_f32(w.dtype, static_cast<const unsigned char*>(w.data) + col * w.cols * elem,
+                     row.data(), row.size());
+    }
     for (int64_t r = 0; r < m; ++r) {
       double sum = bias ? bias[col] : 0.0;
       for (int64_t i = 0; i < w.cols; ++i) sum += static_cast<double>(x[r * w.cols + i]) * row[i];
