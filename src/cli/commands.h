@@ -11,6 +11,7 @@ int run_tokenize(int argc, char** argv);
 int run_generate(int argc, char** argv);
 int run_perplexity(int argc, char** argv);
 int run_serve(int argc, char** argv);
+int run_bench(int argc, char** argv);
 
 // The bundled model: $FLASHNEOX_MODEL, else models/neox-shakespeare beside the
 // binary's build folder, else under the current directory.

@@ -27,6 +27,9 @@ const Command kCommands[] = {
      "              [--typical-p P] [--repetition-penalty R] [--seed S] [--stop TEXT ...] [--ignore-eos]"},
     {"perplexity", flashneox::run_perplexity,
      "[--model DIR] --file TEXT [--start-token N] [--window W] [--stride S]"},
+    {"bench", flashneox::run_bench,
+     "(--model DIR | --config CONFIG.json) [--dtype f32|f16|bf16|int8] [--threads N]\n"
+     "              [--batch 1,8,32] [--prompt 128,512] [--new 128] [--json]"},
     {"tokenize", flashneox::run_tokenize,
      "[--tokenizer FILE] [--decode] [--skip-special-tokens]  JSON lines on stdin"},
 };

@@ -1,0 +1,210 @@
+// flashneox bench: prefill and decode speed of a model (or of random weights
+// with a config's shape) through the serving engine, per batch size and
+// prompt length, with the two roofline ratios measured on this machine in the
+// same run: decode bytes/s against read bandwidth, prefill FLOP/s against
+// the fp32 FMA peak.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/commands.h"
+#include "cli/model_flags.h"
+#include "core/error.h"
+#include "core/parallel.h"
+#include "io/random_checkpoint.h"
+#include "kernels/cpu/roofline.h"
+
+namespace flashneox {
+
+namespace {
+
+DType parse_dtype(const std::string& s) {
+  if (s == "f32" || s == "float32") return DType::F32;
+  if (s == "f16" || s == "float16") return DType::F16;
+  if (s == "bf16" || s == "bfloat16") return DType::BF16;
+  if (s == "int8" || s == "i8") return DType::I8;
+  throw Error(concat("--dtype must be f32, f16, bf16 or int8, not '", s, "'"));
+}
+
+size_t resident_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string key;
+  size_t value;
+  std::string unit;
+  while (in >> key) {
+    if (key == "VmRSS:" && in >> value >> unit) return value * 1024;
+    in.ignore(1 << 20, '\n');
+  }
+  return 0;
+}
+
+struct Result {
+  int batch, prompt, generated;
+  double prefill_tokens_per_s, decode_tokens_per_s, ttft_ms;
+  double decode_bytes_per_s, prefill_flops_per_s;
+};
+
+Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t seed) {
+  const ModelConfig& c = engine.model().config();
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  std::uniform_int_distribution<int32_t> token(2, std::min(c.vocab_size, 50000) - 1);
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  const auto start = Clock::now();
+  for (int b = 0; b < batch; ++b) {
+    GenerationRequest r;
+    for (int t = 0; t < prompt; ++t) r.prompt.push_back(token(rng));
+    r.params.max_new_tokens = new_tokens;
+    r.params.ignore_eos_token = true;
+    handles.push_back(engine.submit(std::move(r)));
+  }
+  std::vector<Clock::time_point> first(static_cast<size_t>(batch));
+  std::vector<bool> seen(static_cast<size_t>(batch), false);
+  int generated = 0;
+  while (engine.step()) {
+    const auto now = Clock::now();
+    RequestEvent e;
+    for (int b = 0; b < batch; ++b)
+      while (handles[b]->next(e, std::chrono::milliseconds(0))) {
+        if (e.kind == RequestEvent::Kind::Failed) throw Error(e.error);
+        if (e.kind != RequestEvent::Kind::Token) continue;
+        ++generated;
+        if (!seen[b]) {
+          seen[b] = true;
+          first[b] = now;
+        }
+      }
+  }
+  const auto end = Clock::now();
+  const auto last_first = *std::max_element(first.begin(), first.end());
+  double ttft = 0;
+  for (const auto& f : first) ttft += std::chrono::duration<double>(f - start).count();
+  Result r{};
+  r.batch = batch;
+  r.prompt = prompt;
+  r.generated = generated;
+  const double prefill_s = std::chrono::duration<double>(last_first - start).count();
+  const double decode_s = std::chrono::duration<double>(end - last_first).count();
+  r.prefill_tokens_per_s = batch * prompt / prefill_s;
+  r.decode_tokens_per_s = decode_s > 0 ? (generated - batch) / decode_s : 0.0;
+  r.ttft_ms = ttft / batch * 1000.0;
+  // Bytes a decode step reads: every packed weight once, plus the batch's K/V.
+  const double weights = static_cast<double>(engine.model().weights().weight_bytes) -
+                         static_cast<double>(c.vocab_size) * c.hidden_size *
+                             dtype_size(engine.model().weights().embed_in.dtype);
+  const double avg_context = prompt + new_tokens / 2.0;
+  const double kv = batch * avg_context * c.num_layers * 2.0 * c.hidden_size * sizeof(float);
+  const double steps_per_s = r.decode_tokens_per_s / batch;
+  r.decode_bytes_per_s = steps_per_s * (weights + kv);
+  const double matmul_params = static_cast<double>(c.num_layers) *
+                                   (4.0 * c.hidden_size * c.hidden_size + 2.0 * c.hidden_size * c.intermediate_size) +
+                               static_cast<double>(c.vocab_size) * c.hidden_size;
+  // Per sequence: 2 FLOPs per parameter per token (the LM head only on the
+  // last token), plus causal attention (QK^T and PV: 2 * P^2 * hidden).
+  const double flops = batch * (2.0 * (matmul_params - static_cast<double>(c.vocab_size) * c.hidden_size) * prompt +
+                                2.0 * c.vocab_size * c.hidden_size +
+                                2.0 * c.num_layers * static_cast<double>(prompt) * prompt * c.hidden_size);
+  r.prefill_flops_per_s = flops / prefill_s;
+  return r;
+}
+
+}  // namespace
+
+int run_bench(int argc, char** argv) {
+  Args args(argc, argv, 2,
+            {"--model", "--config", "--dtype", "--threads", "--batch", "--prompt", "--new", "--block-size"},
+            {"--json"});
+  set_num_threads(args.get_int("--threads", 0));
+  const int threads = num_threads();
+  const std::vector<int32_t> batches = parse_int_list(args.get("--batch", "1,8,32"), "--batch");
+  const std::vector<int32_t> prompts = parse_int_list(args.get("--prompt", "128"), "--prompt");
+  const int new_tokens = args.get_int("--new", 128);
+  if (new_tokens < 2) throw Error("--new must be at least 2");
+  for (int v : batches) if (v < 1) throw Error("--batch values must be positive");
+  for (int v : prompts) if (v < 1) throw Error("--prompt values must be positive");
+  LoadOptions load;
+  if (args.has("--dtype")) load.weight_dtype = parse_dtype(args.get("--dtype"));
+  const bool json_out = args.has("--json");
+
+  std::string dir, label;
+  std::filesystem::path temp;
+  if (args.has("--config")) {
+    if (args.has("--model")) throw Error("give --model or --config, not both");
+    label = std::filesystem::path(args.get("--config")).stem().string() + " (random weights)";
+    temp = std::filesystem::temp_directory_path() / ("flashneox-bench-" + std::to_string(::getpid()));
+    const DType storage = load.weight_dtype == DType::F32 ? DType::F32 : DType::F16;
+    if (!json_out) std::fprintf(stderr, "writing random weights to %s ...\n", temp.c_str());
+    write_random_checkpoint(args.get("--config"), temp.string(), storage);
+    dir = temp.string();
+  } else {
+    dir = args.get("--model", default_model_dir());
+    label = std::filesystem::path(dir).filename().string();
+  }
+  auto model = GptNeoxModel::load(dir, nullptr, load);
+  if (!temp.empty()) std::filesystem::remove_all(temp);  // the mapping outlives the file
+  const ModelConfig c = model->config();
+  const size_t weight_bytes = model->weights().weight_bytes;
+  const std::string dtype = dtype_name(model->weights().dtype);
+
+  const int max_batch = *std::max_element(batches.begin(), batches.end());
+  const int max_prompt = *std::max_element(prompts.begin(), prompts.end());
+  EngineOptions options;
+  options.block_size = args.get_int("--block-size", 16);
+  options.max_total_tokens = max_prompt + new_tokens;
+  options.max_input_length = max_prompt;
+  options.max_batch_size = max_batch;
+  options.max_concurrent_requests = max_batch + 1;
+  options.max_batch_prefill_tokens = std::max(4096, max_prompt);
+  const size_t tokens = static_cast<size_t>(max_batch) *
+                        ((max_prompt + new_tokens + options.block_size - 1) / options.block_size + 1) * options.block_size;
+  options.kv_cache_bytes = tokens * 2 * c.num_layers * c.hidden_size * sizeof(float);
+  auto tokenizer = Tokenizer::from_file(default_model_dir() + "/tokenizer.json");
+  Engine engine(std::move(model), std::move(tokenizer), options);
+  run_one(engine, 1, 8, 4, 7);  // warm-up: page in weights, spin up the threads
+
+  if (!json_out) std::fprintf(stderr, "measuring this machine's read bandwidth and FMA peak ...\n");
+  const double bandwidth = cpu::measure_read_bandwidth(threads);
+  const double peak = cpu::measure_fma_peak(threads);
+  std::vector<Result> results;
+  for (int p : prompts)
+    for (int b : batches) {
+      results.push_back(run_one(engine, b, p, new_tokens, 1000 + b * 7 + p));
+      if (!json_out)
+        std::fprintf(stderr, "  prompt %d batch %d: %.0f decode tokens/s\n", p, b, results.back().decode_tokens_per_s);
+    }
+  const size_t rss = resident_bytes();
+
+  if (json_out) {
+    nlohmann::json out = {{"model", label}, {"dtype", dtype}, {"threads", threads}, {"isa", "see flashneox --help"},
+                          {"new_tokens", new_tokens}, {"weight_bytes", weight_bytes}, {"rss_bytes", rss},
+                          {"machine", {{"read_bandwidth_bytes_per_s", bandwidth}, {"fma_peak_flops", peak}}}};
+    out["results"] = nlohmann::json::array();
+    for (const Result& r : results)
+      out["results"].push_back({{"batch", r.batch}, {"prompt", r.prompt},
+                                {"prefill_tokens_per_s", r.prefill_tokens_per_s},
+                                {"decode_tokens_per_s", r.decode_tokens_per_s}, {"ttft_ms", r.ttft_ms},
+                                {"decode_bandwidth_ratio", r.decode_bytes_per_s / bandwidth},
+                                {"prefill_peak_ratio", peak > 0 ? r.prefill_flops_per_s / peak : 0.0}});
+    out.erase("isa");
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  std::printf("model %s · weights %s · %.1f MiB · %d threads · %d new tokens · resident %.1f MiB\n", label.c_str(),
+              dtype.c_str(), weight_bytes / 1048576.0, threads, new_tokens, rss / 1048576.0);
+  std::printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (measured now)\n\n", bandwidth / 1e9,
+              peak / 1e9);
+  std::printf("%7s %6s %14s %9s %13s %17s %19s\n", "prompt", "batch", "prefill tok/s", "TTFT ms", "decode tok/s",
+              "decode % of BW", "prefill % of peak");
+  for (const Result& r : results)
+    std::printf("%7d %6d %14.0f %9.1f %13.1f %16.0f%% %18.0f%%\n", r.prompt, r.batch, r.prefill_tokens_per_s,
+                r.ttft_ms, r.decode_tokens_per_s, 100.0 * r.decode_bytes_per_s / bandwidth,
+                peak > 0 ? 100.0 * r.prefill_flops_per_s / peak : 0.0);
+  return 0;
+}
+
+}  // namespace flashneox

@@ -1,0 +1,131 @@
+#include "kernels/cpu/roofline.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace flashneox::cpu {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+__attribute__((target("avx512f"))) float sum_avx512(const float* p, size_t n) {
+  __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    a = _mm512_add_ps(a, _mm512_load_ps(p + i));
+    b = _mm512_add_ps(b, _mm512_load_ps(p + i + 16));
+    c = _mm512_add_ps(c, _mm512_load_ps(p + i + 32));
+    d = _mm512_add_ps(d, _mm512_load_ps(p + i + 48));
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
+  float s = 0;
+  for (float v : lanes) s += v;
+  return s;
+}
+
+__attribute__((target("avx2"))) float sum_avx2(const float* p, size_t n) {
+  __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
+  for (size_t i = 0; i + 32 <= n; i += 32) {
+    a = _mm256_add_ps(a, _mm256_load_ps(p + i));
+    b = _mm256_add_ps(b, _mm256_load_ps(p + i + 8));
+    c = _mm256_add_ps(c, _mm256_load_ps(p + i + 16));
+    d = _mm256_add_ps(d, _mm256_load_ps(p + i + 24));
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
+  float s = 0;
+  for (float v : lanes) s += v;
+  return s;
+}
+
+float sum_any(const float* p, size_t n) {
+  if (active_isa() == Isa::Avx512) return sum_avx512(p, n);
+  if (active_isa() == Isa::Avx2) return sum_avx2(p, n);
+  float s = 0;
+  for (size_t i = 0; i < n; ++i) s += p[i];
+  return s;
+}
+
+// Ten independent FMA chains per thread hide the FMA latency.
+__attribute__((target("avx512f"))) float fma_loop_avx512(long iterations) {
+  __m512 acc[10];
+  for (int i = 0; i < 10; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (long it = 0; it < iterations; ++it)
+    for (int i = 0; i < 10; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  alignas(64) float lanes[16];
+  __m512 s = acc[0];
+  for (int i = 1; i < 10; ++i) s = _mm512_add_ps(s, acc[i]);
+  _mm512_store_ps(lanes, s);
+  return lanes[0];
+}
+
+__attribute__((target("avx2,fma"))) float fma_loop_avx2(long iterations) {
+  __m256 acc[10];
+  for (int i = 0; i < 10; ++i) acc[i] = _mm256_set1_ps(0.001f * i);
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+  for (long it = 0; it < iterations; ++it)
+    for (int i = 0; i < 10; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc[0]);
+  return lanes[0];
+}
+
+}  // namespace
+
+double measure_read_bandwidth(int threads, double seconds) {
+  const size_t bytes = size_t{1} << 30;  // far beyond any cache
+  const size_t n = bytes / sizeof(float);
+  auto* data = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (!data) return 0.0;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (size_t i = 0; i < n; ++i) data[i] = 1.0f;
+  double best = 0.0;
+  volatile float sink = 0;
+  const auto until = Clock::now() + std::chrono::duration<double>(seconds);
+  do {
+    const auto start = Clock::now();
+    float total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+      const int t = omp_get_thread_num(), count = omp_get_num_threads();
+      const size_t chunk = n / count / 64 * 64;
+      total += sum_any(data + t * chunk, t == count - 1 ? n - t * chunk : chunk);
+    }
+    sink = sink + total;
+    const double took = std::chrono::duration<double>(Clock::now() - start).count();
+    best = std::max(best, bytes / took);
+  } while (Clock::now() < until);
+  std::free(data);
+  return best;
+}
+
+double measure_fma_peak(int threads, double seconds) {
+  const long iterations = 2000000;
+  const int lanes = active_isa() == Isa::Avx512 ? 16 : 8;
+  if (active_isa() == Isa::Scalar) return 0.0;
+  double best = 0.0;
+  volatile float sink = 0;
+  const auto until = Clock::now() + std::chrono::duration<double>(seconds);
+  do {
+    const auto start = Clock::now();
+    float total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    total += active_isa() == Isa::Avx512 ? fma_loop_avx512(iterations) : fma_loop_avx2(iterations);
+    sink = sink + total;
+    const double took = std::chrono::duration<double>(Clock::now() - start).count();
+    best = std::max(best, 2.0 * lanes * 10.0 * iterations * threads / took);
+  } while (Clock::now() < until);
+  return best;
+}
+
+}  // namespace flashneox::cpu
