@@ -3,7 +3,7 @@ BUILD ?= build
 SAN_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test test-venv test-sanitize clean fuzz bench-tokenizer serve
+.PHONY: deps build test test-venv test-sanitize clean fuzz bench-tokenizer serve bench-peers
 
 deps:
 	@./scripts/install-deps.sh
@@ -57,3 +57,9 @@ $(BENCH_VENV)/bin/python:
 
 bench-tokenizer: build $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python bench/tokenizer_compare.py
+
+# flashneox against llama.cpp and CTranslate2 on random Pythia-160M and -410M weights.
+bench-peers: build $(BENCH_VENV)/bin/python
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	$(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-160m.json
+	$(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-410m.json

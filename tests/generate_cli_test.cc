@@ -56,3 +56,67 @@ TEST(PerplexityCli, ValidationSplitMatchesReference) {
 
 }  // namespace
 }  // namespace flashneox
+
+namespace flashneox {
+namespace {
+
+TEST(BenchCli, RandomWeightsOfAConfigGiveTheJsonReport) {
+  std::string out;
+  const std::string cmd = testing::flashneox_binary() + " bench --config " +
+                          testing::fixture_model("neox-parallel") +
+                          "/config.json --dtype int8 --batch 1,3 --prompt 8,20 --new 4 --json";
+  ASSERT_EQ(testing::run_command(cmd, &out, false), 0) << out;
+  const auto report = nlohmann::json::parse(out);
+  EXPECT_EQ(report["dtype"], "int8");
+  ASSERT_EQ(report["results"].size(), 4u);
+  for (const auto& r : report["results"]) {
+    EXPECT_GT(r["prefill_tokens_per_s"].get<double>(), 0.0);
+    EXPECT_GT(r["decode_tokens_per_s"].get<double>(), 0.0);
+    EXPECT_GT(r["decode_bandwidth_ratio"].get<double>(), 0.0);
+    EXPECT_GT(r["prefill_peak_ratio"].get<double>(), 0.0);
+  }
+  EXPECT_EQ(report["results"][1]["batch"], 3);
+  EXPECT_EQ(report["results"][2]["prompt"], 20);
+  EXPECT_GT(report["machine"]["read_bandwidth_bytes_per_s"].get<double>(), 1e8);
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " bench --config /nonexistent.json --json", &out), 1);
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " bench --dtype q4 --json", &out), 1);
+  EXPECT_NE(out.find("--dtype"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace flashneox
+
+namespace flashneox {
+namespace {
+
+// Lower-precision weights are judged on the trained model: perplexity within
+// 1% of the reference and the same greedy text for most prompts.
+class LowPrecisionTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LowPrecisionTest, PerplexityWithinOnePercentAndGreedyTextsMostlyMatch) {
+  const std::string dtype = GetParam();
+  std::string out;
+  ASSERT_EQ(testing::run_command(testing::flashneox_binary() + " perplexity --dtype " + dtype + " --file " +
+                                     testing::test_data("tinyshakespeare.txt") +
+                                     " --start-token 306218 --window 512 --stride 512 2>/dev/null",
+                                 &out, false), 0);
+  double nll = 0, ppl = 0;
+  ASSERT_EQ(std::sscanf(out.c_str() + out.rfind("nll "), "nll %lf ppl %lf", &nll, &ppl), 2) << out;
+  EXPECT_NEAR(ppl, 139.9, 139.9 * 0.01);
+  std::ifstream in(testing::bundled_model() + "/reference.json");
+  const auto ref = nlohmann::json::parse(in);
+  int same = 0;
+  for (const auto& g : ref["greedy"]) {
+    const std::string cmd = testing::flashneox_binary() + " generate --dtype " + dtype +
+                            " --temperature 0 --max-new-tokens 48 --ignore-eos --prompt " +
+                            shell_quote(g["prompt"].get<std::string>()) + " 2>/dev/null";
+    ASSERT_EQ(testing::run_command(cmd, &out, false), 0);
+    same += out == g["greedy_48_text"].get<std::string>();
+  }
+  EXPECT_GE(same, 3) << dtype;
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, LowPrecisionTest, ::testing::Values("f16", "bf16", "int8"));
+
+}  // namespace
+}  // namespace flashneox

@@ -18,19 +18,12 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "io/random_checkpoint.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/roofline.h"
 
 namespace flashneox {
 
 namespace {
-
-DType parse_dtype(const std::string& s) {
-  if (s == "f32" || s == "float32") return DType::F32;
-  if (s == "f16" || s == "float16") return DType::F16;
-  if (s == "bf16" || s == "bfloat16") return DType::BF16;
-  if (s == "int8" || s == "i8") return DType::I8;
-  throw Error(concat("--dtype must be f32, f16, bf16 or int8, not '", s, "'"));
-}
 
 size_t resident_bytes() {
   std::ifstream in("/proc/self/status");
@@ -128,7 +121,7 @@ int run_bench(int argc, char** argv) {
   for (int v : batches) if (v < 1) throw Error("--batch values must be positive");
   for (int v : prompts) if (v < 1) throw Error("--prompt values must be positive");
   LoadOptions load;
-  if (args.has("--dtype")) load.weight_dtype = parse_dtype(args.get("--dtype"));
+  if (args.has("--dtype")) load.weight_dtype = parse_weight_dtype(args.get("--dtype"));
   const bool json_out = args.has("--json");
 
   std::string dir, label;
@@ -180,7 +173,7 @@ int run_bench(int argc, char** argv) {
   const size_t rss = resident_bytes();
 
   if (json_out) {
-    nlohmann::json out = {{"model", label}, {"dtype", dtype}, {"threads", threads}, {"isa", "see flashneox --help"},
+    nlohmann::json out = {{"model", label}, {"dtype", dtype}, {"threads", threads}, {"isa", cpu::isa_name(cpu::active_isa())},
                           {"new_tokens", new_tokens}, {"weight_bytes", weight_bytes}, {"rss_bytes", rss},
                           {"machine", {{"read_bandwidth_bytes_per_s", bandwidth}, {"fma_peak_flops", peak}}}};
     out["results"] = nlohmann::json::array();
@@ -190,12 +183,12 @@ int run_bench(int argc, char** argv) {
                                 {"decode_tokens_per_s", r.decode_tokens_per_s}, {"ttft_ms", r.ttft_ms},
                                 {"decode_bandwidth_ratio", r.decode_bytes_per_s / bandwidth},
                                 {"prefill_peak_ratio", peak > 0 ? r.prefill_flops_per_s / peak : 0.0}});
-    out.erase("isa");
     std::printf("%s\n", out.dump().c_str());
     return 0;
   }
-  std::printf("model %s · weights %s · %.1f MiB · %d threads · %d new tokens · resident %.1f MiB\n", label.c_str(),
-              dtype.c_str(), weight_bytes / 1048576.0, threads, new_tokens, rss / 1048576.0);
+  std::printf("model %s · weights %s · %.1f MiB · %d threads (%s) · %d new tokens · resident %.1f MiB\n",
+              label.c_str(), dtype.c_str(), weight_bytes / 1048576.0, threads, cpu::isa_name(cpu::active_isa()),
+              new_tokens, rss / 1048576.0);
   std::printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (measured now)\n\n", bandwidth / 1e9,
               peak / 1e9);
   std::printf("%7s %6s %14s %9s %13s %17s %19s\n", "prompt", "batch", "prefill tok/s", "TTFT ms", "decode tok/s",

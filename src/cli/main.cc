@@ -24,9 +24,10 @@ const Command kCommands[] = {
      "              [--max-batch-total-tokens N] [--max-concurrent-requests N] [--threads N]"},
     {"generate", flashneox::run_generate,
      "[--model DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
-     "              [--typical-p P] [--repetition-penalty R] [--seed S] [--stop TEXT ...] [--ignore-eos]"},
+     "              [--typical-p P] [--repetition-penalty R] [--seed S] [--stop TEXT ...] [--ignore-eos]\n"
+     "              [--dtype f32|f16|bf16|int8]"},
     {"perplexity", flashneox::run_perplexity,
-     "[--model DIR] --file TEXT [--start-token N] [--window W] [--stride S]"},
+     "[--model DIR] --file TEXT [--start-token N] [--window W] [--stride S] [--dtype D]"},
     {"bench", flashneox::run_bench,
      "(--model DIR | --config CONFIG.json) [--dtype f32|f16|bf16|int8] [--threads N]\n"
      "              [--batch 1,8,32] [--prompt 128,512] [--new 128] [--json]"},

@@ -9,7 +9,15 @@
 
 namespace flashneox {
 
-std::set<std::string> model_flags() { return {"--model", "--threads"}; }
+std::set<std::string> model_flags() { return {"--model", "--threads", "--dtype"}; }
+
+DType parse_weight_dtype(const std::string& s) {
+  if (s == "f32" || s == "float32") return DType::F32;
+  if (s == "f16" || s == "float16") return DType::F16;
+  if (s == "bf16" || s == "bfloat16") return DType::BF16;
+  if (s == "int8" || s == "i8") return DType::I8;
+  throw Error(concat("--dtype must be f32, f16, bf16 or int8, not '", s, "'"));
+}
 
 std::set<std::string> engine_flags() {
   return {"--block-size",          "--kv-cache-memory",         "--max-input-length",
@@ -36,7 +44,9 @@ LoadedModel load_model_from_flags(const Args& args) {
   set_num_threads(args.get_int("--threads", 0));
   const std::string dir = args.get("--model", default_model_dir());
   LoadedModel loaded;
-  loaded.model = GptNeoxModel::load(dir);
+  LoadOptions load;
+  if (args.has("--dtype")) load.weight_dtype = parse_weight_dtype(args.get("--dtype"));
+  loaded.model = GptNeoxModel::load(dir, nullptr, load);
   const std::string tokenizer_path = dir + "/tokenizer.json";
   if (!std::filesystem::exists(tokenizer_path))
     throw Error(concat(dir, ": no tokenizer.json beside the model"));

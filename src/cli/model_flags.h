@@ -14,7 +14,9 @@
 
 namespace flashneox {
 
-std::set<std::string> model_flags();     // --model --threads
+std::set<std::string> model_flags();     // --model --threads --dtype
+// --dtype: the weights' compute dtype (f32, f16, bf16, int8); default: as stored.
+DType parse_weight_dtype(const std::string& text);
 std::set<std::string> engine_flags();    // --block-size --kv-cache-memory --max-* ...
 std::set<std::string> sampling_flags();  // --temperature --top-k ... --stop
 std::set<std::string> sampling_switches();  // --ignore-eos --do-sample

@@ -218,7 +218,7 @@ void Engine::run(std::vector<Planned>& work) {
     prefill = prefill || w.count > 1 || s.computed == 0;
   }
   const ForwardBatch batch = make_batch(steps, options_.block_size, prefill);
-  const ForwardOutput out = model_->forward(batch, *cache_);
+  ForwardOutput out = model_->forward(batch, *cache_);
   metrics_.batch_size.observe(static_cast<double>(work.size()));
   const int32_t vocab = model_->config().vocab_size;
   int64_t row = 0;
@@ -241,10 +241,9 @@ void Engine::run(std::vector<Planned>& work) {
   }
 }
 
-void Engine::emit_token(Sequence& s, const float* logits) {
+void Engine::emit_token(Sequence& s, float* logits) {
   const int32_t vocab = model_->config().vocab_size;
-  std::vector<float> scratch(logits, logits + vocab);
-  const TokenChoice choice = Sampler::choose(scratch.data(), vocab, s.params, s.counts, s.rng);
+  const TokenChoice choice = Sampler::choose(logits, vocab, s.params, s.counts, s.rng);  // scratches the row
   s.tokens.push_back(choice.id);
   s.counts.add(choice.id);
 

@@ -84,7 +84,7 @@ class Engine {
   std::vector<Planned> plan();
   void preempt(std::list<std::unique_ptr<Sequence>>::iterator it);
   void run(std::vector<Planned>& work);
-  void emit_token(Sequence& seq, const float* logits);
+  void emit_token(Sequence& seq, float* logits);
   void finish(Sequence& seq, FinishReason reason);
   int potential_tokens(const Sequence& seq) const;
 
