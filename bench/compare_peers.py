@@ -166,6 +166,7 @@ def write_ctranslate2(path, cfg, w):
     spec.register_vocabulary([f"t{k}" for k in range(cfg["vocab_size"])])
     spec.validate()
     spec.optimize(quantization="float16")
+    os.makedirs(path, exist_ok=True)
     spec.save(path)
 
 
@@ -173,7 +174,7 @@ def write_ctranslate2(path, cfg, w):
 def run_llama(args):
     from llama_cpp import Llama
     llm = Llama(model_path=args.path, n_threads=args.threads, n_threads_batch=args.threads,
-                n_ctx=args.prompt + args.new + 8, n_batch=max(args.prompt, 32), verbose=False)
+                n_ctx=args.prompt + args.new + 8, n_batch=args.prompt + args.new + 8, verbose=False)
     prompt = list(np.random.default_rng(3).integers(2, 50000, args.prompt))
     llm.eval(prompt[:8])  # warm-up
     llm.reset()

@@ -15,42 +15,63 @@ void embed(const WeightMatrix& embedding, const int32_t* ids, int64_t tokens, fl
   }
 }
 
+namespace {
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void layer_norm_row(
+    const float* row, int64_t n, const float* gamma, const float* beta, float eps, float* dst) {
+  // Two passes in double: the mean and variance of a 6k-wide row in f32
+  // lose digits that the parity tests notice.
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += row[i];
+  const double mean = sum / static_cast<double>(n);
+  double sq = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = row[i] - mean;
+    sq += d * d;
+  }
+  const float inv = static_cast<float>(1.0 / std::sqrt(sq / static_cast<double>(n) + eps));
+  const float fmean = static_cast<float>(mean);
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] = (row[i] - fmean) * inv * gamma[i] + beta[i];
+}
+
+// erf(x) to 1.5e-7 (Abramowitz & Stegun 7.1.26), branch-free so the loop
+// vectorises; libm's erff is a scalar call per element.
+inline float erf_approx(float x) {
+  const float a = x < 0 ? -x : x;
+  const float t = 1.0f / (1.0f + 0.3275911f * a);
+  const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  const float y = 1.0f - poly * std::exp(-a * a);
+  return x < 0 ? -y : y;
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_erf(float* x, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * 0.70710678118654752f));
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_tanh(float* x, int64_t begin, int64_t end) {
+  const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+  for (int64_t i = begin; i < end; ++i) {
+    const float v = x[i];
+    x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * v * v * v)));
+  }
+}
+
+}  // namespace
+
 void layer_norm(const float* x, int64_t m, int64_t n, const float* gamma, const float* beta,
                 float eps, float* y) {
   parallel_for_cost(m, 4 * n, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float* row = x + r * n;
-      float* dst = y + r * n;
-      // Two passes in double: the mean and variance of a 6k-wide row in f32
-      // lose digits that the parity tests notice.
-      double sum = 0.0;
-      for (int64_t i = 0; i < n; ++i) sum += row[i];
-      const double mean = sum / static_cast<double>(n);
-      double sq = 0.0;
-      for (int64_t i = 0; i < n; ++i) {
-        const double d = row[i] - mean;
-        sq += d * d;
-      }
-      const float inv = static_cast<float>(1.0 / std::sqrt(sq / static_cast<double>(n) + eps));
-      const float fmean = static_cast<float>(mean);
-#pragma omp simd
-      for (int64_t i = 0; i < n; ++i) dst[i] = (row[i] - fmean) * inv * gamma[i] + beta[i];
-    }
+    for (int64_t r = begin; r < end; ++r) layer_norm_row(x + r * n, n, gamma, beta, eps, y + r * n);
   });
 }
 
 void activation(float* x, int64_t count, Activation kind) {
   parallel_for_cost(count, 16, [&](int64_t begin, int64_t end) {
-    if (kind == Activation::GeluErf) {
-      for (int64_t i = begin; i < end; ++i)
-        x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
-    } else {
-      const float k = 0.7978845608028654f;  // sqrt(2 / pi)
-      for (int64_t i = begin; i < end; ++i) {
-        const float v = x[i];
-        x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * v * v * v)));
-      }
-    }
+    if (kind == Activation::GeluErf)
+      gelu_erf(x, begin, end);
+    else
+      gelu_tanh(x, begin, end);
   });
 }
 
