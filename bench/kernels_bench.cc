@@ -1,0 +1,96 @@
+// Google Benchmark of the CPU kernels on Pythia-410M-sized matrices: the
+// packed GEMM as a decode GEMV (memory-bound: bytes/s counter) and as a
+// prefill GEMM (compute-bound: FLOP/s counter), per weight dtype; and paged
+// decode attention. Compare the counters with `flashneox bench`'s measured
+// bandwidth and FMA peak on the same machine.
+//   build/bench/kernels_bench --benchmark_counters_tabular=true
+#include <benchmark/benchmark.h>
+
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace flashneox {
+namespace {
+
+std::vector<float> random_vector(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-0.05f, 0.05f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+struct PackedWeight {
+  std::vector<uint8_t> data;
+  std::vector<float> scales;
+  WeightMatrix w;
+  PackedWeight(int64_t n, int64_t k, DType dtype) {
+    const auto source = random_vector(static_cast<size_t>(n * k), 1);
+    data.resize(static_cast<size_t>(cpu::packed_panels(n) * k * 32) * dtype_size(dtype));
+    scales.resize(static_cast<size_t>(n));
+    cpu::pack_weight({DType::F32, source.data(), n, k}, dtype, data.data(), scales.data());
+    w = {dtype, data.data(), n, k, WeightLayout::Panels32, dtype == DType::I8 ? scales.data() : nullptr};
+  }
+};
+
+void BM_Linear(benchmark::State& state) {
+  const int64_t m = state.range(0), k = 1024, n = 4096;  // Pythia-410M dense_h_to_4h
+  const auto dtype = static_cast<DType>(state.range(1));
+  PackedWeight pw(n, k, dtype);
+  const auto x = random_vector(static_cast<size_t>(m * k), 2);
+  std::vector<float> y(static_cast<size_t>(m * n));
+  for (auto _ : state) {
+    cpu::linear(x.data(), m, pw.w, nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(pw.data.size()), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(dtype_name(dtype));
+}
+BENCHMARK(BM_Linear)
+    ->ArgsProduct({{1, 8, 32, 128}, {static_cast<int>(DType::F32), static_cast<int>(DType::F16),
+                                     static_cast<int>(DType::BF16), static_cast<int>(DType::I8)}})
+    ->UseRealTime();
+
+void BM_DecodeAttention(benchmark::State& state) {
+  const int seqs = static_cast<int>(state.range(0)), context = static_cast<int>(state.range(1));
+  const int heads = 16, d = 64, bs = 16;
+  const int blocks_per_seq = (context + bs - 1) / bs;
+  std::vector<int32_t> tables(static_cast<size_t>(seqs * blocks_per_seq));
+  std::iota(tables.begin(), tables.end(), 0);
+  const auto k = random_vector(tables.size() * bs * heads * d, 3);
+  const auto v = random_vector(k.size(), 4);
+  const auto q = random_vector(static_cast<size_t>(seqs * heads * d), 5);
+  std::vector<float> out(q.size());
+  std::vector<int32_t> cu(static_cast<size_t>(seqs + 1)), lens(static_cast<size_t>(seqs), context);
+  std::iota(cu.begin(), cu.end(), 0);
+  AttentionParams p;
+  p.q = q.data();
+  p.out = out.data();
+  p.k_cache = k.data();
+  p.v_cache = v.data();
+  p.heads = heads;
+  p.head_size = d;
+  p.block_size = bs;
+  p.scale = 0.125f;
+  p.num_seqs = seqs;
+  p.cu_q = cu.data();
+  p.context_lens = lens.data();
+  p.block_tables = tables.data();
+  p.max_blocks_per_seq = blocks_per_seq;
+  for (auto _ : state) {
+    cpu::decode_attention(p);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["kv_bytes/s"] = benchmark::Counter(2.0 * seqs * context * heads * d * sizeof(float),
+                                                    benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_DecodeAttention)->ArgsProduct({{1, 32}, {256, 1024}})->UseRealTime();
+
+}  // namespace
+}  // namespace flashneox
+
+BENCHMARK_MAIN();
