@@ -34,31 +34,6 @@ struct IsaGuard {
   ~IsaGuard() { cpu::limit_isa(cpu::Isa::Avx512); }
 };
 
-TEST(Kernels, LinearMatchesReferenceOnEveryIsaAndDtype) {
-  IsaGuard guard;
-  const std::vector<std::array<int, 3>> shapes = {{1, 64, 192}, {5, 37, 19}, {70, 96, 33},
-                                                 {3, 1, 1},     {130, 200, 67}};
-  for (cpu::Isa isa : isas()) {
-    cpu::limit_isa(isa);
-    for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
-      for (const auto& [m, k, n] : shapes) {
-        const auto x = random_vector(static_cast<size_t>(m * k), 1);
-        const auto wf = random_vector(static_cast<size_t>(n * k), 2, 0.2f);
-        const auto bias = random_vector(static_cast<size_t>(n), 3);
-        std::vector<uint16_t> half(wf.size());
-        for (size_t i = 0; i < wf.size(); ++i)
-          half[i] = dtype == DType::F16 ? f32_to_f16(wf[i]) : f32_to_bf16(wf[i]);
-        WeightMatrix w{dtype, dtype == DType::F32 ? static_cast<const void*>(wf.data()) : half.data(), n, k};
-        std::vector<float> got(static_cast<size_t>(m * n)), want(got.size());
-        cpu::linear(x.data(), m, w, bias.data(), got.data());
-        cpu::linear_reference(x.data(), m, w, bias.data(), want.data());
-        EXPECT_LT(testing::max_abs_diff(got, want), 1e-4f)
-            << cpu::isa_name(isa) << " " << dtype_name(dtype) << " m" << m << " k" << k << " n" << n;
-      }
-    }
-  }
-}
-
 TEST(Kernels, PackedLinearMatchesReferenceOnEveryIsaAndDtype) {
   IsaGuard guard;
   const std::vector<std::array<int, 3>> shapes = {{1, 64, 192}, {5, 37, 19}, {13, 96, 70},

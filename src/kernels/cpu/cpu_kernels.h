@@ -16,7 +16,7 @@ Isa supported_isa();         // the best this CPU (and FLASHNEOX_ISA) allows
 void limit_isa(Isa isa);     // tests: use at most this ISA from now on
 const char* isa_name(Isa isa);
 
-// Dispatches on the layout: Panels32 goes to packed_linear.
+// Weights must be packed (WeightLayout::Panels32, see prepare_weight).
 void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
 // Panel packing (WeightLayout::Panels32): `out` holds packed_panels(rows) *
 // cols * 32 elements of `dtype`; `scales` [rows] is filled for I8.
