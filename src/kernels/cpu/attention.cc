@@ -120,16 +120,88 @@ void prefill_attention(const AttentionParams& p) {
   });
 }
 
+namespace {
+
+// Decode: one query per sequence. A work item takes one sequence and a group
+// of its heads and walks the keys once, reading each key's K and V rows for
+// all its heads contiguously (the cache stores a token's heads side by side),
+// which is what keeps this memory-bound loop near the bandwidth.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void attend_one_query(
+    const AttentionParams& p, int seq, int h0, int h1, float* scratch) {
+  const int d = p.head_size;
+  const int heads = h1 - h0;
+  const int64_t row_stride = static_cast<int64_t>(p.heads) * d;
+  const int q_len = p.cu_q[seq + 1] - p.cu_q[seq];
+  const int keys = p.context_lens[seq];
+  const float* q = p.q + (p.cu_q[seq] + q_len - 1) * row_stride + h0 * d;
+  float* acc = scratch;                              // [heads, d]
+  float* m = acc + heads * d;                        // [heads]
+  float* l = m + heads;                              // [heads]
+  float* score = l + heads;                          // [heads, kKeyTile]
+  for (int h = 0; h < heads; ++h) {
+    m[h] = -std::numeric_limits<float>::infinity();
+    l[h] = 0.0f;
+  }
+  std::fill(acc, acc + heads * d, 0.0f);
+  int64_t slots[kKeyTile];
+  for (int k0 = 0; k0 < keys; k0 += kKeyTile) {
+    const int count = std::min(kKeyTile, keys - k0);
+    for (int c = 0; c < count; ++c) slots[c] = slot_of(p, seq, k0 + c);
+    for (int c = 0; c < count; ++c) {
+      const float* krow = p.k_cache + slots[c] * row_stride + h0 * d;
+      for (int h = 0; h < heads; ++h) score[h * kKeyTile + c] = dot(q + h * d, krow + h * d, d) * p.scale;
+    }
+    for (int h = 0; h < heads; ++h) {
+      float* sc = score + h * kKeyTile;
+      float tile_max = sc[0];
+      for (int c = 1; c < count; ++c) tile_max = std::max(tile_max, sc[c]);
+      const float new_max = std::max(m[h], tile_max);
+      const float correction = std::exp(m[h] - new_max);
+      float sum = 0.0f;
+      for (int c = 0; c < count; ++c) sum += (sc[c] = std::exp(sc[c] - new_max));
+      l[h] = l[h] * correction + sum;
+      m[h] = new_max;
+      if (correction != 1.0f) {
+        float* a = acc + h * d;
+#pragma omp simd
+        for (int i = 0; i < d; ++i) a[i] *= correction;
+      }
+    }
+    for (int c = 0; c < count; ++c) {
+      const float* vrow = p.v_cache + slots[c] * row_stride + h0 * d;
+      for (int h = 0; h < heads; ++h) {
+        const float w = score[h * kKeyTile + c];
+        float* a = acc + h * d;
+        const float* v = vrow + h * d;
+#pragma omp simd
+        for (int i = 0; i < d; ++i) a[i] += w * v[i];
+      }
+    }
+  }
+  float* out = p.out + (p.cu_q[seq] + q_len - 1) * row_stride + h0 * d;
+  for (int h = 0; h < heads; ++h) {
+    const float inv = 1.0f / l[h];
+    for (int i = 0; i < d; ++i) out[h * d + i] = acc[h * d + i] * inv;
+  }
+}
+
+}  // namespace
+
 void decode_attention(const AttentionParams& p) {
-  const int64_t items = static_cast<int64_t>(p.num_seqs) * p.heads;
+  // Split heads into groups only as far as needed to give every thread work.
+  const int groups = std::min(p.heads, std::max(1, (num_threads() + p.num_seqs - 1) / std::max(p.num_seqs, 1)));
+  const int64_t items = static_cast<int64_t>(p.num_seqs) * groups;
   int64_t keys = 0;
   for (int s = 0; s < p.num_seqs; ++s) keys += p.context_lens[s];
-  const int64_t per_item = 2 * keys / std::max(p.num_seqs, 1) * p.head_size;
+  const int64_t per_item = 2 * keys / std::max(p.num_seqs, 1) * p.head_size * p.heads / groups;
   parallel_for_cost(items, per_item, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scratch;
+    const size_t need = static_cast<size_t>(p.heads) * (p.head_size + 2 + kKeyTile);
+    if (scratch.size() < need) scratch.resize(need);
     for (int64_t i = begin; i < end; ++i) {
-      const int seq = static_cast<int>(i / p.heads);
-      const int q_len = p.cu_q[seq + 1] - p.cu_q[seq];
-      attend_rows(p, seq, static_cast<int>(i % p.heads), q_len - 1, q_len);
+      const int seq = static_cast<int>(i / groups);
+      const int g = static_cast<int>(i % groups);
+      attend_one_query(p, seq, g * p.heads / groups, (g + 1) * p.heads / groups, scratch.data());
     }
   });
 }
