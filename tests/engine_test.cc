@@ -111,6 +111,26 @@ TEST(Engine, BatchInvariantAcrossMixedStaggeredRequests) {
   expect_batch_invariant({}, false);
 }
 
+TEST(Engine, BatchInvariantWithAnF16Cache) {
+  EngineOptions f16;
+  f16.kv_cache_dtype = DType::F16;
+  f16.kv_cache_bytes = 32u << 20;
+  f16.max_total_tokens = 256;
+  const auto requests = mixed_requests();
+  std::vector<Outcome> alone;
+  for (int i = 0; i < 4; ++i) {
+    auto engine = make_engine(f16);
+    auto h = engine->submit(requests[i]);
+    engine->run_until_idle();
+    alone.push_back(drain(*h));
+  }
+  auto engine = make_engine(f16);
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (int i = 0; i < 4; ++i) handles.push_back(engine->submit(requests[i]));
+  engine->run_until_idle();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(drain(*handles[i]).tokens, alone[i].tokens) << i;
+}
+
 TEST(Engine, BatchInvariantUnderPreemption) {
   EngineOptions tight;
   tight.block_size = 4;
@@ -226,8 +246,11 @@ TEST(Engine, RefusesWhatCanNeverRun) {
 
 TEST(Engine, PromptLogprobsMatchTheReferenceLogits) {
   // neox-parallel with the real tokenizer: ids < 1000 decode fine.
+  EngineOptions options;
+  options.kv_cache_bytes = 8u << 20;
+  options.max_total_tokens = 64;
   auto engine = std::make_unique<Engine>(GptNeoxModel::load(testing::fixture_model("neox-parallel")),
-                                         shakespeare_tokenizer(), EngineOptions{16, 8u << 20, 0, 64});
+                                         shakespeare_tokenizer(), options);
   const auto ref = testing::load_reference(testing::fixture_model("neox-parallel"));
   GenerationRequest r;
   r.prompt = ref.prompts[2];

@@ -2,6 +2,7 @@
 // `generate` reproduces the reference texts, `perplexity` the reference NLL.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -91,12 +92,13 @@ namespace {
 
 // Lower-precision weights are judged on the trained model: perplexity within
 // 1% of the reference and the same greedy text for most prompts.
+// Each case is "--dtype X [--kv-cache-dtype Y]".
 class LowPrecisionTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LowPrecisionTest, PerplexityWithinOnePercentAndGreedyTextsMostlyMatch) {
   const std::string dtype = GetParam();
   std::string out;
-  ASSERT_EQ(testing::run_command(testing::flashneox_binary() + " perplexity --dtype " + dtype + " --file " +
+  ASSERT_EQ(testing::run_command(testing::flashneox_binary() + " perplexity " + dtype + " --file " +
                                      testing::test_data("tinyshakespeare.txt") +
                                      " --start-token 306218 --window 512 --stride 512 2>/dev/null",
                                  &out, false), 0);
@@ -107,7 +109,7 @@ TEST_P(LowPrecisionTest, PerplexityWithinOnePercentAndGreedyTextsMostlyMatch) {
   const auto ref = nlohmann::json::parse(in);
   int same = 0;
   for (const auto& g : ref["greedy"]) {
-    const std::string cmd = testing::flashneox_binary() + " generate --dtype " + dtype +
+    const std::string cmd = testing::flashneox_binary() + " generate " + dtype +
                             " --temperature 0 --max-new-tokens 48 --ignore-eos --prompt " +
                             shell_quote(g["prompt"].get<std::string>()) + " 2>/dev/null";
     ASSERT_EQ(testing::run_command(cmd, &out, false), 0);
@@ -116,7 +118,14 @@ TEST_P(LowPrecisionTest, PerplexityWithinOnePercentAndGreedyTextsMostlyMatch) {
   EXPECT_GE(same, 3) << dtype;
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, LowPrecisionTest, ::testing::Values("f16", "bf16", "int8"));
+INSTANTIATE_TEST_SUITE_P(Dtypes, LowPrecisionTest,
+                         ::testing::Values("--dtype f16", "--dtype bf16", "--dtype int8",
+                                           "--dtype int8 --kv-cache-dtype f16"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name;
+                           for (char c : info.param) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace flashneox

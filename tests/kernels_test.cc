@@ -166,6 +166,28 @@ TEST(Kernels, FlashPrefillMatchesReference) {
   EXPECT_LT(testing::max_abs_diff(got, want), 1e-5f);
 }
 
+TEST(Kernels, F16CacheAttentionMatchesReference) {
+  for (bool decode : {false, true}) {
+    AttentionSetup s(decode ? std::vector<int>{1, 1, 1} : std::vector<int>{1, 37, 70},
+                     decode ? std::vector<int>{0, 40, 99} : std::vector<int>{0, 11, 50});
+    std::vector<uint16_t> kh(s.k.size()), vh(s.v.size());
+    cpu::narrow_f16(s.k.data(), kh.data(), static_cast<int64_t>(kh.size()));
+    cpu::narrow_f16(s.v.data(), vh.data(), static_cast<int64_t>(vh.size()));
+    std::vector<float> got(s.q.size()), want(s.q.size());
+    AttentionParams p = s.params(got.data());
+    p.k_cache = kh.data();
+    p.v_cache = vh.data();
+    p.kv_dtype = DType::F16;
+    if (decode)
+      cpu::decode_attention(p);
+    else
+      cpu::prefill_attention(p);
+    p.out = want.data();
+    cpu::attention_reference(p);
+    EXPECT_LT(testing::max_abs_diff(got, want), 1e-5f) << (decode ? "decode" : "prefill");
+  }
+}
+
 TEST(Kernels, PagedDecodeMatchesReference) {
   AttentionSetup s({1, 1, 1, 1}, {0, 4, 33, 120});
   std::vector<float> got(s.q.size()), want(s.q.size());
@@ -182,7 +204,14 @@ TEST(Kernels, RotaryRotatesHalvesAndWritesCache) {
   const float sin[2] = {std::sin(angle[0]), std::sin(angle[1])};
   const int64_t slot = 3;
   std::vector<float> q(heads * d), kc(4 * heads * d, 0.0f), vc(kc.size(), 0.0f);
-  cpu::rotary_and_cache(qkv.data(), 1, heads, d, r, cos, sin, &slot, q.data(), kc.data(), vc.data());
+  cpu::rotary_and_cache(qkv.data(), 1, heads, d, r, cos, sin, &slot, q.data(), kc.data(), vc.data(), DType::F32);
+  std::vector<uint16_t> kh(kc.size()), vh(vc.size());  // the same into an f16 cache
+  std::vector<float> q2(q.size());
+  cpu::rotary_and_cache(qkv.data(), 1, heads, d, r, cos, sin, &slot, q2.data(), kh.data(), vh.data(), DType::F16);
+  for (size_t i = 0; i < kc.size(); ++i) {
+    EXPECT_EQ(kh[i], f32_to_f16(kc[i]));
+    EXPECT_EQ(vh[i], f32_to_f16(vc[i]));
+  }
   for (int h = 0; h < heads; ++h) {
     const float* src = qkv.data() + h * 3 * d;
     for (int i = 0; i < 2; ++i) {

@@ -6,31 +6,32 @@
 
 namespace flashneox {
 
-KvCache::KvCache(int layers, int num_blocks, int block_size, int heads, int head_size)
-    : num_blocks_(num_blocks), block_size_(block_size), heads_(heads), head_size_(head_size) {
+KvCache::KvCache(int layers, int num_blocks, int block_size, int heads, int head_size, DType dtype)
+    : num_blocks_(num_blocks), block_size_(block_size), heads_(heads), head_size_(head_size), dtype_(dtype) {
+  if (dtype != DType::F32 && dtype != DType::F16) throw Error("the KV cache holds f32 or f16");
   if (layers <= 0 || num_blocks <= 0 || block_size <= 0 || heads <= 0 || head_size <= 0)
     throw Error(concat("invalid KV cache shape: layers ", layers, ", blocks ", num_blocks,
                        ", block size ", block_size));
   const size_t per_layer = static_cast<size_t>(num_blocks) * block_size * heads * head_size;
   for (int l = 0; l < layers; ++l) {
     for (auto* store : {&keys_, &values_}) {
-      auto* p = static_cast<float*>(std::calloc(per_layer, sizeof(float)));
+      void* p = std::calloc(per_layer, dtype_size(dtype));
       if (!p)
         throw Error(concat("cannot allocate the KV cache (",
-                           block_bytes(layers, block_size, heads, head_size) * num_blocks, " bytes)"));
+                           block_bytes(layers, block_size, heads, head_size, dtype) * num_blocks, " bytes)"));
       store->emplace_back(p);
     }
   }
 }
 
-void KvCache::Free::operator()(float* p) const { std::free(p); }
+void KvCache::Free::operator()(void* p) const { std::free(p); }
 
 size_t KvCache::bytes() const {
-  return block_bytes(layers(), block_size_, heads_, head_size_) * static_cast<size_t>(num_blocks_);
+  return block_bytes(layers(), block_size_, heads_, head_size_, dtype_) * static_cast<size_t>(num_blocks_);
 }
 
-size_t KvCache::block_bytes(int layers, int block_size, int heads, int head_size) {
-  return 2ull * layers * block_size * heads * head_size * sizeof(float);
+size_t KvCache::block_bytes(int layers, int block_size, int heads, int head_size, DType dtype) {
+  return 2ull * layers * block_size * heads * head_size * dtype_size(dtype);
 }
 
 BlockAllocator::BlockAllocator(int num_blocks)

@@ -1,6 +1,7 @@
-// The paged KV cache: per layer, K and V stored in fixed-size blocks.
+// The paged KV cache: per layer, K and V stored in fixed-size blocks, as f32
+// or f16 (half the memory and the bytes a decode step reads).
 // A token's slot is block * block_size + offset; its K row for layer l lives
-// at keys(l) + slot * heads * head_size.
+// at element slot * heads * head_size of keys(l).
 #pragma once
 
 #include <cstddef>
@@ -8,14 +9,18 @@
 #include <memory>
 #include <vector>
 
+#include "core/dtype.h"
+
 namespace flashneox {
 
 class KvCache {
  public:
-  KvCache(int layers, int num_blocks, int block_size, int heads, int head_size);
+  KvCache(int layers, int num_blocks, int block_size, int heads, int head_size,
+          DType dtype = DType::F32);
 
-  float* keys(int layer) { return keys_[layer].get(); }      // [num_blocks, block_size, heads, head_size]
-  float* values(int layer) { return values_[layer].get(); }  // same shape
+  void* keys(int layer) { return keys_[layer].get(); }      // [num_blocks, block_size, heads, head_size]
+  void* values(int layer) { return values_[layer].get(); }  // same shape
+  DType dtype() const { return dtype_; }
   int layers() const { return static_cast<int>(keys_.size()); }
   int num_blocks() const { return num_blocks_; }
   int block_size() const { return block_size_; }
@@ -24,16 +29,18 @@ class KvCache {
   int64_t num_slots() const { return static_cast<int64_t>(num_blocks_) * block_size_; }
   size_t bytes() const;
   // Bytes one block takes over all layers (K and V): the unit a budget buys.
-  static size_t block_bytes(int layers, int block_size, int heads, int head_size);
+  static size_t block_bytes(int layers, int block_size, int heads, int head_size,
+                            DType dtype = DType::F32);
 
  private:
   int num_blocks_, block_size_, heads_, head_size_;
+  DType dtype_;
   // calloc'd: the kernel hands out zero pages lazily, so a large budget costs
   // memory only as blocks are first used.
   struct Free {
-    void operator()(float* p) const;
+    void operator()(void* p) const;
   };
-  std::vector<std::unique_ptr<float[], Free>> keys_, values_;
+  std::vector<std::unique_ptr<void, Free>> keys_, values_;
 };
 
 // Hands out cache blocks; O(1) allocate and free, never a block twice.

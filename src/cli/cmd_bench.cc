@@ -91,7 +91,8 @@ Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t s
                          static_cast<double>(c.vocab_size) * c.hidden_size *
                              dtype_size(engine.model().weights().embed_in.dtype);
   const double avg_context = prompt + new_tokens / 2.0;
-  const double kv = batch * avg_context * c.num_layers * 2.0 * c.hidden_size * sizeof(float);
+  const double kv = batch * avg_context * c.num_layers * 2.0 * c.hidden_size *
+                    dtype_size(engine.options().kv_cache_dtype);
   const double steps_per_s = r.decode_tokens_per_s / batch;
   r.decode_bytes_per_s = steps_per_s * (weights + kv);
   const double matmul_params = static_cast<double>(c.num_layers) *
@@ -110,7 +111,8 @@ Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t s
 
 int run_bench(int argc, char** argv) {
   Args args(argc, argv, 2,
-            {"--model", "--config", "--dtype", "--threads", "--batch", "--prompt", "--new", "--block-size"},
+            {"--model", "--config", "--dtype", "--threads", "--batch", "--prompt", "--new", "--block-size",
+             "--kv-cache-dtype"},
             {"--json"});
   set_num_threads(args.get_int("--threads", 0));
   const int threads = num_threads();
@@ -148,6 +150,7 @@ int run_bench(int argc, char** argv) {
   const int max_prompt = *std::max_element(prompts.begin(), prompts.end());
   EngineOptions options;
   options.block_size = args.get_int("--block-size", 16);
+  options.kv_cache_dtype = parse_kv_dtype(args.get("--kv-cache-dtype", "f32"));
   options.max_total_tokens = max_prompt + new_tokens;
   options.max_input_length = max_prompt;
   options.max_batch_size = max_batch;
@@ -155,7 +158,7 @@ int run_bench(int argc, char** argv) {
   options.max_batch_prefill_tokens = std::max(4096, max_prompt);
   const size_t tokens = static_cast<size_t>(max_batch) *
                         ((max_prompt + new_tokens + options.block_size - 1) / options.block_size + 1) * options.block_size;
-  options.kv_cache_bytes = tokens * 2 * c.num_layers * c.hidden_size * sizeof(float);
+  options.kv_cache_bytes = tokens * 2 * c.num_layers * c.hidden_size * dtype_size(options.kv_cache_dtype);
   auto tokenizer = Tokenizer::from_file(default_model_dir() + "/tokenizer.json");
   Engine engine(std::move(model), std::move(tokenizer), options);
   run_one(engine, 1, 8, 4, 7);  // warm-up: page in weights, spin up the threads

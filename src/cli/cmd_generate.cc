@@ -11,7 +11,7 @@
 namespace flashneox {
 
 int run_generate(int argc, char** argv) {
-  Args args(argc, argv, 2, merge({model_flags(), sampling_flags(), {"--prompt", "--block-size"}}),
+  Args args(argc, argv, 2, merge({model_flags(), sampling_flags(), {"--prompt", "--block-size", "--kv-cache-dtype"}}),
             sampling_switches());
   const std::string prompt = args.require("--prompt");
   const SamplingParams params = sampling_params_from_flags(args);
@@ -22,10 +22,12 @@ int run_generate(int argc, char** argv) {
   // A cache sized for this one request, not the server's default budget.
   EngineOptions options;
   options.block_size = args.get_int("--block-size", options.block_size);
+  options.kv_cache_dtype = parse_kv_dtype(args.get("--kv-cache-dtype", "f32"));
   const ModelConfig& c = loaded.model->config();
   options.max_total_tokens = static_cast<int>(ids.size()) + params.max_new_tokens;
   options.max_input_length = static_cast<int>(ids.size());
-  options.kv_cache_bytes = KvCache::block_bytes(c.num_layers, options.block_size, c.num_heads, c.head_size) *
+  options.kv_cache_bytes = KvCache::block_bytes(c.num_layers, options.block_size, c.num_heads, c.head_size,
+                                                options.kv_cache_dtype) *
                            static_cast<size_t>((options.max_total_tokens + options.block_size - 1) / options.block_size);
   Engine engine(std::move(loaded.model), loaded.tokenizer, options);
 

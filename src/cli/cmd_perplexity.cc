@@ -19,7 +19,7 @@
 namespace flashneox {
 
 int run_perplexity(int argc, char** argv) {
-  Args args(argc, argv, 2, merge({model_flags(), {"--file", "--start-token", "--window", "--stride"}}),
+  Args args(argc, argv, 2, merge({model_flags(), {"--file", "--start-token", "--window", "--stride", "--kv-cache-dtype"}}),
             {"--partial-window"});
   const bool partial = args.has("--partial-window");
   const std::string path = args.require("--file");
@@ -44,7 +44,7 @@ int run_perplexity(int argc, char** argv) {
 
   const int block_size = 16;
   const int blocks = blocks_for(window, block_size);
-  auto cache = model.make_cache(blocks, block_size);
+  auto cache = model.make_cache(blocks, block_size, parse_kv_dtype(args.get("--kv-cache-dtype", "f32")));
   std::vector<int32_t> table(static_cast<size_t>(blocks));
   for (int b = 0; b < blocks; ++b) table[b] = b;
   const int n = static_cast<int>(tokens.size());

@@ -20,7 +20,7 @@ DType parse_weight_dtype(const std::string& s) {
 }
 
 std::set<std::string> engine_flags() {
-  return {"--block-size",          "--kv-cache-memory",         "--max-input-length",
+  return {"--block-size",          "--kv-cache-memory",         "--kv-cache-dtype", "--max-input-length",
           "--max-total-tokens",    "--max-batch-prefill-tokens", "--max-batch-total-tokens",
           "--max-concurrent-requests", "--max-batch-size"};
 }
@@ -38,6 +38,12 @@ std::set<std::string> merge(std::initializer_list<std::set<std::string>> sets) {
   std::set<std::string> out;
   for (const auto& s : sets) out.insert(s.begin(), s.end());
   return out;
+}
+
+DType parse_kv_dtype(const std::string& s) {
+  if (s == "f32" || s == "float32") return DType::F32;
+  if (s == "f16" || s == "float16") return DType::F16;
+  throw Error(concat("--kv-cache-dtype must be f32 or f16, not '", s, "'"));
 }
 
 LoadedModel load_model_from_flags(const Args& args) {
@@ -58,6 +64,7 @@ EngineOptions engine_options_from_flags(const Args& args) {
   EngineOptions o;
   o.block_size = args.get_int("--block-size", o.block_size);
   if (args.has("--kv-cache-memory")) o.kv_cache_bytes = parse_memory_budget(args.get("--kv-cache-memory"));
+  o.kv_cache_dtype = parse_kv_dtype(args.get("--kv-cache-dtype", "f32"));
   o.max_input_length = args.get_int("--max-input-length", o.max_input_length);
   o.max_total_tokens = args.get_int("--max-total-tokens", o.max_total_tokens);
   o.max_batch_prefill_tokens = args.get_int("--max-batch-prefill-tokens", o.max_batch_prefill_tokens);

@@ -17,6 +17,8 @@ namespace flashneox {
 std::set<std::string> model_flags();     // --model --threads --dtype
 // --dtype: the weights' compute dtype (f32, f16, bf16, int8); default: as stored.
 DType parse_weight_dtype(const std::string& text);
+// --kv-cache-dtype: f32 (default) or f16.
+DType parse_kv_dtype(const std::string& text);
 std::set<std::string> engine_flags();    // --block-size --kv-cache-memory --max-* ...
 std::set<std::string> sampling_flags();  // --temperature --top-k ... --stop
 std::set<std::string> sampling_switches();  // --ignore-eos --do-sample

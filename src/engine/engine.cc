@@ -52,7 +52,7 @@ Engine::Engine(std::unique_ptr<GptNeoxModel> model, std::shared_ptr<const Tokeni
   if (o.max_concurrent_requests <= 0) throw Error("max_concurrent_requests must be positive");
   if (o.max_batch_size <= 0) throw Error("max_batch_size must be positive");
   const size_t block_bytes =
-      KvCache::block_bytes(c.num_layers, o.block_size, c.num_heads, c.head_size);
+      KvCache::block_bytes(c.num_layers, o.block_size, c.num_heads, c.head_size, o.kv_cache_dtype);
   if (o.kv_cache_bytes == 0)
     o.kv_cache_bytes = std::min(available_memory_bytes() / 5, size_t{2} << 30);
   const int num_blocks = static_cast<int>(std::min<size_t>(o.kv_cache_bytes / block_bytes, 1 << 30));
@@ -64,7 +64,7 @@ Engine::Engine(std::unique_ptr<GptNeoxModel> model, std::shared_ptr<const Tokeni
   if (o.max_batch_total_tokens <= 0) o.max_batch_total_tokens = num_blocks * o.block_size;
   if (o.max_batch_total_tokens < o.max_total_tokens)
     throw Error("max_batch_total_tokens must be at least max_total_tokens");
-  cache_ = model_->make_cache(num_blocks, o.block_size);
+  cache_ = model_->make_cache(num_blocks, o.block_size, o.kv_cache_dtype);
   blocks_ = std::make_unique<BlockManager>(num_blocks, o.block_size);
 }
 

@@ -28,6 +28,7 @@ namespace flashneox {
 struct EngineOptions {
   int block_size = 16;
   size_t kv_cache_bytes = 0;        // 0: min(20% of available memory, 2 GiB)
+  DType kv_cache_dtype = DType::F32;  // F32, or F16 for half the memory and decode traffic
   int max_input_length = 0;         // 0: max_total_tokens - 1
   int max_total_tokens = 0;         // prompt + new tokens; 0: min(max_position_embeddings, 2048)
   int max_batch_prefill_tokens = 4096;  // prompt tokens per forward (longer prompts are chunked)

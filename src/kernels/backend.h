@@ -34,8 +34,9 @@ struct WeightMatrix {
 struct AttentionParams {
   const float* q = nullptr;            // [num_tokens, heads, head_size], rotary applied
   float* out = nullptr;                // [num_tokens, heads, head_size]
-  const float* k_cache = nullptr;      // [num_blocks, block_size, heads, head_size]
-  const float* v_cache = nullptr;      // [num_blocks, block_size, heads, head_size]
+  const void* k_cache = nullptr;       // [num_blocks, block_size, heads, head_size] of kv_dtype
+  const void* v_cache = nullptr;       // [num_blocks, block_size, heads, head_size] of kv_dtype
+  DType kv_dtype = DType::F32;         // F32 or F16
   int heads = 0;
   int head_size = 0;
   int block_size = 0;
@@ -83,7 +84,7 @@ class Backend {
   virtual void rotary_and_cache(const float* qkv, int64_t tokens, int heads, int head_size,
                                 int rotary_dims, const float* cos, const float* sin,
                                 const int64_t* slots /* [tokens] */, float* q_out,
-                                float* k_cache, float* v_cache) = 0;
+                                void* k_cache, void* v_cache, DType kv_dtype) = 0;
 
   // Tiled online-softmax attention of several new tokens per sequence over
   // the cached prefix plus themselves (causal).

@@ -27,9 +27,9 @@ std::unique_ptr<GptNeoxModel> GptNeoxModel::load(const std::string& dir,
       new GptNeoxModel(dir, std::move(config), std::move(weights), std::move(backend)));
 }
 
-std::unique_ptr<KvCache> GptNeoxModel::make_cache(int num_blocks, int block_size) const {
+std::unique_ptr<KvCache> GptNeoxModel::make_cache(int num_blocks, int block_size, DType dtype) const {
   return std::make_unique<KvCache>(config_.num_layers, num_blocks, block_size, config_.num_heads,
-                                   config_.head_size);
+                                   config_.head_size, dtype);
 }
 
 void GptNeoxModel::validate(const ForwardBatch& b, const KvCache& cache,
@@ -154,6 +154,7 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
   ap.context_lens = context_lens.data();
   ap.block_tables = tables.data();
   ap.max_blocks_per_seq = static_cast<int>(max_blocks);
+  ap.kv_dtype = cache.dtype();
 
   const float eps = static_cast<float>(c.layer_norm_eps);
   auto mlp = [&](const LayerWeights& lw, const float* input) {
@@ -168,7 +169,8 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
     be.layer_norm(x.data(), T, H, lw.ln1_weight.data(), lw.ln1_bias.data(), eps, normed.data());
     be.linear(normed.data(), T, lw.qkv, bias_or_null(lw.qkv_bias), qkv.data());
     be.rotary_and_cache(qkv.data(), T, c.num_heads, c.head_size, c.rotary_dims, cos.data(),
-                        sin.data(), b.slots.data(), q.data(), cache.keys(l), cache.values(l));
+                        sin.data(), b.slots.data(), q.data(), cache.keys(l), cache.values(l),
+                        cache.dtype());
     ap.k_cache = cache.keys(l);
     ap.v_cache = cache.values(l);
     if (b.is_prefill())

@@ -26,7 +26,7 @@ class GptNeoxModel {
   const std::string& directory() const { return dir_; }
 
   // A KV cache shaped for this model.
-  std::unique_ptr<KvCache> make_cache(int num_blocks, int block_size) const;
+  std::unique_ptr<KvCache> make_cache(int num_blocks, int block_size, DType dtype = DType::F32) const;
 
   // Runs one batch: writes each new token's K/V into its slot, attends over
   // the cached prefix plus the new tokens, and returns the kept rows.

@@ -34,7 +34,11 @@ void add(float* x, const float* a, const float* b, int64_t count);
 
 void rotary_and_cache(const float* qkv, int64_t tokens, int heads, int head_size,
                       int rotary_dims, const float* cos, const float* sin, const int64_t* slots,
-                      float* q_out, float* k_cache, float* v_cache);
+                      float* q_out, void* k_cache, void* v_cache, DType kv_dtype);
+
+// Vector f16 <-> f32 for KV rows (F16C / AVX-512 where the CPU has them).
+void widen_f16(const uint16_t* src, float* dst, int64_t n);
+void narrow_f16(const float* src, uint16_t* dst, int64_t n);
 
 void prefill_attention(const AttentionParams& p);
 void decode_attention(const AttentionParams& p);

@@ -1,6 +1,7 @@
 // Fused: split GPT-NeoX's interleaved qkv, rotate q and k, write k and v to the
 // cache (reshape_and_cache) in one pass over the projection output.
 #include <cstring>
+#include <vector>
 
 #include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -25,20 +26,27 @@ inline void rotate(const float* src, float* dst, int head_size, int rotary, cons
 
 void rotary_and_cache(const float* qkv, int64_t tokens, int heads, int head_size,
                       int rotary_dims, const float* cos, const float* sin, const int64_t* slots,
-                      float* q_out, float* k_cache, float* v_cache) {
+                      float* q_out, void* k_cache, void* v_cache, DType kv_dtype) {
   const int64_t row = static_cast<int64_t>(heads) * head_size;
   const int half = rotary_dims / 2;
+  const bool f16 = kv_dtype == DType::F16;
   parallel_for_cost(tokens, 3 * row, [&](int64_t begin, int64_t end) {
+    std::vector<float> k_row(static_cast<size_t>(row)), v_row(static_cast<size_t>(row));
     for (int64_t t = begin; t < end; ++t) {
       const float* c = cos + t * half;
       const float* s = sin + t * half;
-      float* k_dst = k_cache + slots[t] * row;
-      float* v_dst = v_cache + slots[t] * row;
+      // Build the token's K and V rows in f32, then store them in the cache's dtype.
+      float* k_dst = f16 ? k_row.data() : static_cast<float*>(k_cache) + slots[t] * row;
+      float* v_dst = f16 ? v_row.data() : static_cast<float*>(v_cache) + slots[t] * row;
       for (int h = 0; h < heads; ++h) {
         const float* src = qkv + (t * heads + h) * 3 * head_size;  // [q | k | v] per head
         rotate(src, q_out + t * row + h * head_size, head_size, rotary_dims, c, s);
         rotate(src + head_size, k_dst + h * head_size, head_size, rotary_dims, c, s);
         std::memcpy(v_dst + h * head_size, src + 2 * head_size, sizeof(float) * head_size);
+      }
+      if (f16) {
+        narrow_f16(k_row.data(), static_cast<uint16_t*>(k_cache) + slots[t] * row, row);
+        narrow_f16(v_row.data(), static_cast<uint16_t*>(v_cache) + slots[t] * row, row);
       }
     }
   });
