@@ -11,7 +11,8 @@ weights, same thread count, same prompt and generation lengths.
 
 Each engine runs in its own process, alternately (A B C A B C ...), and the
 table reports the median over rounds and each peer's ratio to flashneox.
-Decode is batch 1, greedy; prefill is one prompt of --prompt tokens.
+Decode is batch 1, greedy; prefill is one prompt of --prompt tokens. flashneox
+keeps its KV cache in f16 here, as llama.cpp does by default.
 """
 import argparse
 import json
@@ -207,7 +208,9 @@ def run_ct2(args):
 
 
 def run_flashneox(args):
-    out = subprocess.run([BINARY, "bench", "--model", args.path, "--dtype", args.dtype, "--threads", str(args.threads),
+    # An f16 KV cache, as llama.cpp keeps by default.
+    out = subprocess.run([BINARY, "bench", "--model", args.path, "--dtype", args.dtype, "--kv-cache-dtype", "f16",
+                          "--threads", str(args.threads),
                           "--batch", "1", "--prompt", str(args.prompt), "--new", str(args.new), "--json"],
                          check=True, capture_output=True, text=True).stdout
     r = json.loads(out)["results"][0]

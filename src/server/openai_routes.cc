@@ -91,12 +91,14 @@ json usage_json(const RequestEvent& f) {
           {"total_tokens", f.prompt_tokens + f.generated_tokens}};
 }
 
-// The default chat template (documented in the README): each message as a
-// speaker's part in a play, then the assistant's cue.
-std::string render_chat(const json& messages) {
+// The model's chat template when it has one; otherwise the default
+// (documented in the README): each message as a speaker's part in a play,
+// then the assistant's cue.
+std::string render_chat(const Server& server, const json& messages) {
   if (!messages.is_array() || messages.empty())
     throw validation_error("`messages` must be a non-empty list");
   std::string prompt;
+  json normalized = json::array();
   for (const json& m : messages) {
     if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
       throw validation_error("every message needs a string `role`");
@@ -110,9 +112,19 @@ std::string render_chat(const json& messages) {
     } else if (!(m.contains("content") && m["content"].is_null())) {
       throw validation_error("every message needs a string `content`");
     }
+    normalized.push_back({{"role", m["role"]}, {"content", content}});
     std::string role = m["role"].get<std::string>();
     for (char& c : role) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     prompt += role + ":\n" + content + "\n\n";
+  }
+  const ModelChatTemplate& t = server.chat_template();
+  if (t.tmpl) {
+    try {
+      return t.tmpl->render({{"messages", normalized}, {"add_generation_prompt", true},
+                             {"bos_token", t.bos_token}, {"eos_token", t.eos_token}});
+    } catch (const Error& e) {
+      throw validation_error(e.what());
+    }
   }
   return prompt + "ASSISTANT:\n";
 }
@@ -184,7 +196,7 @@ void chat_completions(Server& server, const httplib::Request& req, httplib::Resp
   const json body = parse_json_body(req.body);
   if (!body.is_object()) throw validation_error("the request body must be a JSON object");
   if (!body.contains("messages")) throw validation_error("`messages` is required");
-  const std::string prompt = render_chat(body["messages"]);
+  const std::string prompt = render_chat(server, body["messages"]);
   GenerationRequest request;
   request.params = openai_sampling(body, "max_completion_tokens", 256);
   if (body.value("logprobs", false)) {

@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <cstdio>
+
 #include "server/http_util.h"
 
 namespace flashneox {
@@ -13,6 +15,11 @@ Server::Server(Engine& engine, ServerOptions options)
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http_->set_payload_max_length(options_.max_body_bytes);
   http_->set_keep_alive_max_count(1000);
+  try {
+    chat_template_ = load_chat_template(engine_.model().directory());
+  } catch (const Error& e) {
+    std::fprintf(stderr, "flashneox: warning: %s; chat requests use the default template\n", e.what());
+  }
   install_routes();
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "server/chat_template.h"
 
 namespace httplib {
 class Server;
@@ -36,6 +37,8 @@ class Server {
   void stop();
 
   Engine& engine() { return engine_; }
+  // The model's tokenizer_config.json chat template, if it has one we can run.
+  const ModelChatTemplate& chat_template() const { return chat_template_; }
   const ServerOptions& options() const { return options_; }
 
  private:
@@ -44,6 +47,7 @@ class Server {
   Engine& engine_;
   ServerOptions options_;
   std::unique_ptr<httplib::Server> http_;
+  ModelChatTemplate chat_template_;
 };
 
 // Route groups, each in its own file.

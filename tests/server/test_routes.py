@@ -212,3 +212,24 @@ def test_client_disconnect_frees_blocks(server):
     assert server.metric("flashneox_kv_cache_blocks_used") == idle
     text = requests.get(server.url + "/metrics").text
     assert 'flashneox_requests_total{outcome="cancelled"}' in text
+
+
+def test_chat_template_from_tokenizer_config(make_server, tmp_path):
+    import os
+    import shutil
+    from conftest import ROOT
+    model = tmp_path / "model"
+    shutil.copytree(os.path.join(ROOT, "models", "neox-shakespeare"), model)
+    template = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+                "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    (model / "tokenizer_config.json").write_text(json.dumps({"chat_template": template, "eos_token": "<|endoftext|>"}))
+    s = make_server("--model", str(model))
+    messages = [{"role": "user", "content": "Who art thou?"}]
+    chat = requests.post(s.url + "/v1/chat/completions", json={"messages": messages, "max_tokens": 3,
+                                                               "temperature": 0}).json()
+    rendered = "<|im_start|>user\nWho art thou?<|im_end|>\n<|im_start|>assistant\n"
+    tokens = requests.post(s.url + "/tokenize", json={"inputs": rendered}).json()
+    assert chat["usage"]["prompt_tokens"] == len(tokens)
+    assert tokens[0]["id"] == 50277  # <|im_start|> as one special token: the template was used
+    bad = requests.post(s.url + "/v1/chat/completions", json={"messages": [{"role": 5}]})
+    assert bad.status_code == 422
