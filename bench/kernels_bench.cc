@@ -26,13 +26,24 @@ std::vector<float> random_vector(size_t n, uint32_t seed) {
 struct PackedWeight {
   std::vector<uint8_t> data;
   std::vector<float> scales;
+  std::vector<int32_t> sums;
   WeightMatrix w;
   PackedWeight(int64_t n, int64_t k, DType dtype) {
     const auto source = random_vector(static_cast<size_t>(n * k), 1);
-    data.resize(static_cast<size_t>(cpu::packed_panels(n) * k * 32) * dtype_size(dtype));
-    scales.resize(static_cast<size_t>(n));
-    cpu::pack_weight({DType::F32, source.data(), n, k}, dtype, data.data(), scales.data());
-    w = {dtype, data.data(), n, k, WeightLayout::Panels32, dtype == DType::I8 ? scales.data() : nullptr};
+    const WeightMatrix src{DType::F32, source.data(), n, k};
+    w = {dtype, nullptr, n, k, WeightLayout::Panels32, nullptr, nullptr};
+    if (dtype == DType::I8) {
+      data.resize(static_cast<size_t>(cpu::packed_int8_bytes(n, k)));
+      scales.resize(static_cast<size_t>(cpu::packed_panels(n) * 32));
+      sums.resize(scales.size());
+      cpu::pack_weight_int8(src, data.data(), scales.data(), sums.data());
+      w.scales = scales.data();
+      w.column_sums = sums.data();
+    } else {
+      data.resize(static_cast<size_t>(cpu::packed_panels(n) * k * 32) * dtype_size(dtype));
+      cpu::pack_weight(src, dtype, data.data());
+    }
+    w.data = data.data();
   }
 };
 

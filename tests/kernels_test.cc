@@ -34,6 +34,30 @@ struct IsaGuard {
   ~IsaGuard() { cpu::limit_isa(cpu::Isa::Avx512); }
 };
 
+// Packs `source` the way the CPU backend does, for any dtype.
+struct Packed {
+  std::vector<uint8_t> data;
+  std::vector<float> scales;
+  std::vector<int32_t> sums;
+  WeightMatrix w;
+  Packed(const WeightMatrix& source, DType dtype) {
+    const int64_t n = source.rows, k = source.cols;
+    w = {dtype, nullptr, n, k, WeightLayout::Panels32, nullptr, nullptr};
+    if (dtype == DType::I8) {
+      data.resize(static_cast<size_t>(cpu::packed_int8_bytes(n, k)));
+      scales.resize(static_cast<size_t>(cpu::packed_panels(n) * 32));
+      sums.resize(scales.size());
+      cpu::pack_weight_int8(source, data.data(), scales.data(), sums.data());
+      w.scales = scales.data();
+      w.column_sums = sums.data();
+    } else {
+      data.resize(static_cast<size_t>(cpu::packed_panels(n) * k * 32) * dtype_size(dtype));
+      cpu::pack_weight(source, dtype, data.data());
+    }
+    w.data = data.data();
+  }
+};
+
 TEST(Kernels, PackedLinearMatchesReferenceOnEveryIsaAndDtype) {
   IsaGuard guard;
   const std::vector<std::array<int, 3>> shapes = {{1, 64, 192}, {5, 37, 19}, {13, 96, 70},
@@ -43,25 +67,30 @@ TEST(Kernels, PackedLinearMatchesReferenceOnEveryIsaAndDtype) {
     const auto wf = random_vector(static_cast<size_t>(n * k), 2, 0.2f);
     const auto bias = random_vector(static_cast<size_t>(n), 3);
     const WeightMatrix source{DType::F32, wf.data(), n, k};
+    std::vector<float> exact(static_cast<size_t>(m * n));
+    cpu::linear_reference(x.data(), m, source, bias.data(), exact.data());
     for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::I8}) {
-      std::vector<uint8_t> packed(static_cast<size_t>(cpu::packed_panels(n) * k * 32) * dtype_size(dtype));
-      std::vector<float> scales(static_cast<size_t>(n));
-      cpu::pack_weight(source, dtype, packed.data(), scales.data());
-      WeightMatrix w{dtype, packed.data(), n, k, WeightLayout::Panels32,
-                     dtype == DType::I8 ? scales.data() : nullptr};
-      std::vector<float> want(static_cast<size_t>(m * n)), exact(want.size());
-      cpu::linear_reference(x.data(), m, w, bias.data(), want.data());
-      cpu::linear_reference(x.data(), m, source, bias.data(), exact.data());
-      // The packed dtype's rounding stays within its tolerance of the f32 weights.
-      const float dtype_tolerance = dtype == DType::F32 ? 1e-5f : dtype == DType::F16 ? 1e-2f : 6e-2f;
-      EXPECT_LT(testing::max_abs_diff(want, exact), dtype_tolerance * std::sqrt(static_cast<float>(k)))
+      const Packed packed(source, dtype);
+      std::vector<float> want(exact.size());
+      cpu::linear_reference(x.data(), m, packed.w, bias.data(), want.data());
+      // The packed dtype's rounding stays within its tolerance of the f32 weights
+      // (int8 also quantizes the activations, per row).
+      const float tolerance = dtype == DType::F32 ? 1e-5f : dtype == DType::F16 ? 1e-2f : 6e-2f;
+      EXPECT_LT(testing::max_abs_diff(want, exact), tolerance * std::sqrt(static_cast<float>(k)))
           << dtype_name(dtype);
+      std::vector<float> first;
       for (cpu::Isa isa : isas()) {
         cpu::limit_isa(isa);
         std::vector<float> got(want.size());
-        cpu::linear(x.data(), m, w, bias.data(), got.data());
-        EXPECT_LT(testing::max_abs_diff(got, want), 1e-4f)
-            << cpu::isa_name(isa) << " " << dtype_name(dtype) << " m" << m << " k" << k << " n" << n;
+        cpu::linear(x.data(), m, packed.w, bias.data(), got.data());
+        if (dtype == DType::I8) {  // integer sums: every path gives the same bits
+          EXPECT_LT(testing::max_abs_diff(got, exact), 2 * tolerance * std::sqrt(static_cast<float>(k)));
+          if (first.empty()) first = got;
+          EXPECT_EQ(0, std::memcmp(first.data(), got.data(), got.size() * sizeof(float))) << cpu::isa_name(isa);
+        } else {
+          EXPECT_LT(testing::max_abs_diff(got, want), 1e-4f)
+              << cpu::isa_name(isa) << " " << dtype_name(dtype) << " m" << m << " k" << k << " n" << n;
+        }
       }
       cpu::limit_isa(cpu::Isa::Avx512);
     }
@@ -73,14 +102,14 @@ TEST(Kernels, PackedLinearRowsDoNotDependOnTheBatch) {
   const int k = 96, n = 50;
   const auto x = random_vector(static_cast<size_t>(17 * k), 4);
   const auto wf = random_vector(static_cast<size_t>(n * k), 5, 0.2f);
-  std::vector<uint8_t> packed(static_cast<size_t>(cpu::packed_panels(n) * k * 32) * 2);
-  cpu::pack_weight({DType::F32, wf.data(), n, k}, DType::F16, packed.data(), nullptr);
-  const WeightMatrix w{DType::F16, packed.data(), n, k, WeightLayout::Panels32, nullptr};
-  std::vector<float> all(static_cast<size_t>(17 * n)), one(static_cast<size_t>(n));
-  cpu::linear(x.data(), 17, w, nullptr, all.data());
-  for (int r = 0; r < 17; ++r) {
-    cpu::linear(x.data() + r * k, 1, w, nullptr, one.data());
-    EXPECT_EQ(0, std::memcmp(one.data(), all.data() + r * n, sizeof(float) * n)) << "row " << r;
+  for (DType dtype : {DType::F16, DType::I8}) {
+    const Packed packed({DType::F32, wf.data(), n, k}, dtype);
+    std::vector<float> all(static_cast<size_t>(17 * n)), one(static_cast<size_t>(n));
+    cpu::linear(x.data(), 17, packed.w, nullptr, all.data());
+    for (int r = 0; r < 17; ++r) {
+      cpu::linear(x.data() + r * k, 1, packed.w, nullptr, one.data());
+      EXPECT_EQ(0, std::memcmp(one.data(), all.data() + r * n, sizeof(float) * n)) << "row " << r;
+    }
   }
 }
 

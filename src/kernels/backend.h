@@ -25,7 +25,8 @@ struct WeightMatrix {
   int64_t rows = 0;            // output features
   int64_t cols = 0;            // input features
   WeightLayout layout = WeightLayout::RowMajor;
-  const float* scales = nullptr;  // I8 only: [rows] per-output-channel scale
+  const float* scales = nullptr;         // I8 only: [rows] per-output-channel scale
+  const int32_t* column_sums = nullptr;  // I8 only: [rows] sum of each row's int8 weights
 };
 
 // Everything attention needs about one forward's sequences and the paged cache.

@@ -17,18 +17,23 @@ class CpuBackend final : public Backend {
     WeightMatrix out = w;
     out.dtype = dtype;
     out.layout = WeightLayout::Panels32;
-    const size_t bytes = static_cast<size_t>(cpu::packed_panels(w.rows) * w.cols * 32) * dtype_size(dtype);
+    const size_t bytes = dtype == DType::I8
+                             ? static_cast<size_t>(cpu::packed_int8_bytes(w.rows, w.cols))
+                             : static_cast<size_t>(cpu::packed_panels(w.rows) * w.cols * 32) * dtype_size(dtype);
     void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!data) throw Error(concat("cannot allocate ", bytes, " bytes for packed weights"));
     storage_.emplace_back(data);
-    float* scales = nullptr;
-    if (dtype == DType::I8) {
-      scales_.emplace_back(static_cast<size_t>(w.rows), 1.0f);
-      scales = scales_.back().data();
-    }
-    cpu::pack_weight(w, dtype, data, scales);
     out.data = data;
-    out.scales = scales;
+    if (dtype == DType::I8) {  // padded to whole panels: the kernel reads 32 per panel
+      const size_t padded = static_cast<size_t>(cpu::packed_panels(w.rows) * 32);
+      scales_.emplace_back(padded, 1.0f);
+      sums_.emplace_back(padded, 0);
+      cpu::pack_weight_int8(w, data, scales_.back().data(), sums_.back().data());
+      out.scales = scales_.back().data();
+      out.column_sums = sums_.back().data();
+    } else {
+      cpu::pack_weight(w, dtype, data);
+    }
     return out;
   }
   void embed(const WeightMatrix& embedding, const int32_t* ids, int64_t tokens,
@@ -69,6 +74,7 @@ class CpuBackend final : public Backend {
   };
   std::vector<std::unique_ptr<void, Free>> storage_;  // packed matrices
   std::list<std::vector<float>> scales_;              // int8 per-channel scales (stable addresses)
+  std::list<std::vector<int32_t>> sums_;              // int8 column sums
 };
 
 }  // namespace

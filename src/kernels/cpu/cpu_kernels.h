@@ -18,11 +18,16 @@ const char* isa_name(Isa isa);
 
 // Weights must be packed (WeightLayout::Panels32, see prepare_weight).
 void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
-// Panel packing (WeightLayout::Panels32): `out` holds packed_panels(rows) *
-// cols * 32 elements of `dtype`; `scales` [rows] is filled for I8.
+// Panel packing (WeightLayout::Panels32) for F32/F16/BF16: `out` holds
+// packed_panels(rows) * cols * 32 elements of `dtype`.
 int64_t packed_panels(int64_t rows);
-void pack_weight(const WeightMatrix& w, DType dtype, void* out, float* scales);
+void pack_weight(const WeightMatrix& w, DType dtype, void* out);
 void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
+// int8 (W8A8, VNNI) panels: [cols / 4][32][4] per panel, with scales and column sums.
+int64_t packed_int8_bytes(int64_t rows, int64_t cols);
+void pack_weight_int8(const WeightMatrix& w, void* out, float* scales, int32_t* column_sums);
+void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
+float packed_int8_weight(const WeightMatrix& w, int64_t row, int64_t col);  // dequantized, for tests
 void linear_reference(const float* x, int64_t m, const WeightMatrix& w, const float* bias,
                       float* y);
 

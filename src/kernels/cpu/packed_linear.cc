@@ -48,10 +48,6 @@ FNX_AVX512 void load32_avx512(const uint16_t* p, __m512& a, __m512& b, DType dty
     b = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
   }
 }
-FNX_AVX512 void load32_avx512(const int8_t* p, __m512& a, __m512& b) {
-  a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-  b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16))));
-}
 
 template <int MR, DType D>
 __attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t ldx, const void* panel,
@@ -64,7 +60,6 @@ __attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t ldx
     if constexpr (D == DType::F32) load32_avx512(static_cast<const float*>(panel) + i * kPanel, w0, w1);
     if constexpr (D == DType::F16 || D == DType::BF16)
       load32_avx512(static_cast<const uint16_t*>(panel) + i * kPanel, w0, w1, D);
-    if constexpr (D == DType::I8) load32_avx512(static_cast<const int8_t*>(panel) + i * kPanel, w0, w1);
     for (int r = 0; r < MR; ++r) {
       const __m512 xv = _mm512_set1_ps(x[r * ldx + i]);
       acc[r][0] = _mm512_fmadd_ps(xv, w0, acc[r][0]);
@@ -101,9 +96,6 @@ FNX_AVX2 __m256 load8_avx2(const void* panel, int64_t offset) {
   if constexpr (D == DType::BF16)
     return _mm256_castsi256_ps(_mm256_slli_epi32(
         _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(panel) + offset))), 16));
-  if constexpr (D == DType::I8)
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(panel) + offset))));
   return _mm256_setzero_ps();
 }
 
@@ -156,21 +148,21 @@ using PanelKernel = void (*)(const float*, int64_t, const void*, int64_t, const 
   {fn<1, D>, fn<2, D>, fn<3, D>, fn<4, D>, fn<5, D>, fn<6, D>, fn<7, D>, fn<8, D>, fn<9, D>, \
    fn<10, D>, fn<11, D>, fn<12, D>}
 
-const PanelKernel kAvx512[4][kMrAvx512] = {FNX_TABLE(panel_avx512, DType::F32), FNX_TABLE(panel_avx512, DType::F16),
-                                           FNX_TABLE(panel_avx512, DType::BF16), FNX_TABLE(panel_avx512, DType::I8)};
-const PanelKernel kAvx2[4][kMrAvx2] = {{panel_avx2<1, DType::F32>, panel_avx2<2, DType::F32>},
+const PanelKernel kAvx512[3][kMrAvx512] = {FNX_TABLE(panel_avx512, DType::F32), FNX_TABLE(panel_avx512, DType::F16),
+                                           FNX_TABLE(panel_avx512, DType::BF16)};
+const PanelKernel kAvx2[3][kMrAvx2] = {{panel_avx2<1, DType::F32>, panel_avx2<2, DType::F32>},
                                        {panel_avx2<1, DType::F16>, panel_avx2<2, DType::F16>},
-                                       {panel_avx2<1, DType::BF16>, panel_avx2<2, DType::BF16>},
-                                       {panel_avx2<1, DType::I8>, panel_avx2<2, DType::I8>}};
+                                       {panel_avx2<1, DType::BF16>, panel_avx2<2, DType::BF16>}};
 #define FNX_TABLE4(fn, D) {fn<1, D>, fn<2, D>, fn<3, D>, fn<4, D>}
-const PanelKernel kScalar[4][kMrScalar] = {FNX_TABLE4(panel_scalar, DType::F32), FNX_TABLE4(panel_scalar, DType::F16),
-                                           FNX_TABLE4(panel_scalar, DType::BF16), FNX_TABLE4(panel_scalar, DType::I8)};
+const PanelKernel kScalar[3][kMrScalar] = {FNX_TABLE4(panel_scalar, DType::F32), FNX_TABLE4(panel_scalar, DType::F16),
+                                           FNX_TABLE4(panel_scalar, DType::BF16)};
 
 }  // namespace
 
 int64_t packed_panels(int64_t rows) { return (rows + kPanel - 1) / kPanel; }
 
-void pack_weight(const WeightMatrix& w, DType dtype, void* out, float* scales) {
+void pack_weight(const WeightMatrix& w, DType dtype, void* out) {
+  if (dtype == DType::I8) throw Error("pack_weight: int8 weights are packed by pack_weight_int8");
   const int64_t k = w.cols;
   const int64_t panels = packed_panels(w.rows);
   const size_t elem = dtype_size(dtype);
@@ -182,13 +174,6 @@ void pack_weight(const WeightMatrix& w, DType dtype, void* out, float* scales) {
         const int64_t n = p * kPanel + c;
         convert_to_f32(w.dtype, static_cast<const unsigned char*>(w.data) + n * k * dtype_size(w.dtype),
                        row.data(), row.size());
-        float scale = 1.0f;
-        if (dtype == DType::I8) {  // symmetric, per output channel
-          float amax = 0.0f;
-          for (float v : row) amax = std::max(amax, std::fabs(v));
-          scale = amax > 0.0f ? amax / 127.0f : 1.0f;
-          scales[n] = scale;
-        }
         auto* base = static_cast<unsigned char*>(out) + static_cast<size_t>(p * k * kPanel) * elem;
         for (int64_t i = 0; i < k; ++i) {
           const size_t at = static_cast<size_t>(i * kPanel + c);
@@ -196,10 +181,7 @@ void pack_weight(const WeightMatrix& w, DType dtype, void* out, float* scales) {
             case DType::F32: reinterpret_cast<float*>(base)[at] = row[i]; break;
             case DType::F16: reinterpret_cast<uint16_t*>(base)[at] = f32_to_f16(row[i]); break;
             case DType::BF16: reinterpret_cast<uint16_t*>(base)[at] = f32_to_bf16(row[i]); break;
-            case DType::I8:
-              reinterpret_cast<int8_t*>(base)[at] =
-                  static_cast<int8_t>(std::lrint(std::clamp(row[i] / scale, -127.0f, 127.0f)));
-              break;
+            case DType::I8: break;  // not reached
           }
         }
       }
@@ -208,6 +190,10 @@ void pack_weight(const WeightMatrix& w, DType dtype, void* out, float* scales) {
 }
 
 void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y) {
+  if (w.dtype == DType::I8) {
+    packed_linear_int8(x, m, w, bias, y);
+    return;
+  }
   const int64_t k = w.cols;
   const int64_t n = w.rows;
   const int64_t panels = packed_panels(n);
