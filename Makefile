@@ -60,6 +60,6 @@ bench-tokenizer: build $(BENCH_VENV)/bin/python
 
 # flashneox against llama.cpp and CTranslate2 on random Pythia-160M and -410M weights.
 bench-peers: build $(BENCH_VENV)/bin/python
-	CMAKE_ARGS="-DGGML_NATIVE=ON" $(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt -r bench/requirements-torch.txt
 	$(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-160m.json
 	$(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-410m.json

@@ -207,6 +207,24 @@ def run_ct2(args):
     return {"prefill_tokens_per_s": args.prompt / prefill, "decode_tokens_per_s": (args.new - 1) / max(total - prefill, 1e-9)}
 
 
+def run_transformers(args):
+    import torch
+    from transformers import AutoModelForCausalLM
+    torch.set_num_threads(args.threads)
+    model = AutoModelForCausalLM.from_pretrained(args.path, torch_dtype=torch.float32).eval()
+    prompt = torch.tensor([list(np.random.default_rng(3).integers(2, 50000, args.prompt))])
+    with torch.inference_mode():
+        model.generate(prompt[:, :8], max_new_tokens=2, do_sample=False)  # warm-up
+        start = time.perf_counter()
+        model(prompt, use_cache=True)
+        prefill = time.perf_counter() - start
+        start = time.perf_counter()
+        model.generate(prompt, max_new_tokens=args.new, min_new_tokens=args.new, do_sample=False)
+        total = time.perf_counter() - start
+    return {"prefill_tokens_per_s": args.prompt / prefill,
+            "decode_tokens_per_s": (args.new - 1) / max(total - prefill, 1e-9)}
+
+
 def run_flashneox(args):
     # An f16 KV cache, as llama.cpp keeps by default.
     out = subprocess.run([BINARY, "bench", "--model", args.path, "--dtype", args.dtype, "--kv-cache-dtype", "f16",
@@ -218,7 +236,7 @@ def run_flashneox(args):
 
 
 def child(args):
-    fn = {"llama": run_llama, "ct2": run_ct2, "flashneox": run_flashneox}[args.child]
+    fn = {"llama": run_llama, "ct2": run_ct2, "flashneox": run_flashneox, "transformers": run_transformers}[args.child]
     print(json.dumps(fn(args)))
 
 
@@ -266,6 +284,13 @@ def main():
             ("CTranslate2 int8", lambda: spawn("ct2", os.path.join(tmp, "ct2"), args, compute_type="int8")),
             ("CTranslate2 f32", lambda: spawn("ct2", os.path.join(tmp, "ct2"), args, compute_type="float32")),
         ]
+        try:  # transformers on torch CPU, when installed (bench/requirements-torch.txt)
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+            contenders.append(("transformers f32", lambda: spawn("transformers", hf, args)))
+        except ImportError:
+            print("transformers/torch not installed: skipping that peer "
+                  "(pip install -r bench/requirements-torch.txt)", file=sys.stderr)
         runs = {name: [] for name, _ in contenders}
         for r in range(args.rounds):
             for name, fn in contenders:
@@ -275,11 +300,15 @@ def main():
                     print(f"{name} failed: {e.stderr[-500:]}", file=sys.stderr)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     med = {n: {k: statistics.median(x[k] for x in v) for k in v[0]} for n, v in runs.items() if v}
+    if not med.get("flashneox f16") or not med.get("flashneox int8"):
+        sys.exit("flashneox did not run; see the errors above")
     print(f"\n{os.path.basename(args.config)}, {args.threads} threads, prompt {args.prompt}, {args.new} new tokens, "
           f"batch 1, median of {args.rounds} alternating rounds")
     print(f"{'engine':<18} {'prefill tok/s':>14} {'decode tok/s':>13} {'prefill vs flashneox':>21} {'decode vs flashneox':>20}")
     for name, m in med.items():
-        ref = med["flashneox int8" if ("int8" in name or "Q8" in name) else "flashneox f16"]
+        ref = med.get("flashneox int8" if ("int8" in name or "Q8" in name) else "flashneox f16")
+        if not ref:
+            continue
         print(f"{name:<18} {m['prefill_tokens_per_s']:14.0f} {m['decode_tokens_per_s']:13.1f} "
               f"{m['prefill_tokens_per_s'] / ref['prefill_tokens_per_s']:20.2f}x {m['decode_tokens_per_s'] / ref['decode_tokens_per_s']:19.2f}x")
 
