@@ -212,9 +212,15 @@ void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float
         const int cols = static_cast<int>(std::min<int64_t>(kPanel, n - p * kPanel));
         const float* s = w.scales ? w.scales + p * kPanel : nullptr;
         const float* b = bias ? bias + p * kPanel : nullptr;
-        for (int64_t r = m0; r < m1; r += max_mr) {
-          const int mr = static_cast<int>(std::min<int64_t>(max_mr, m1 - r));
+        // Row blocks of even size (32 rows as 11+11+10, not 12+12+8): the
+        // small remainder block is the least efficient. A row's arithmetic
+        // does not depend on its block.
+        const int64_t blocks = (m1 - m0 + max_mr - 1) / max_mr;
+        for (int64_t i = 0, r = m0; i < blocks; ++i) {
+          const int64_t r_end = m0 + (m1 - m0) * (i + 1) / blocks;
+          const int mr = static_cast<int>(r_end - r);
           table[mr - 1](x + r * k, k, panel, k, s, b, y + r * n + p * kPanel, n, cols);
+          r = r_end;
         }
       }
     }

@@ -174,13 +174,16 @@ void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const 
         const float* ws = w.scales + p * kPanel;
         const int32_t* cs = w.column_sums + p * kPanel;
         const float* b = bias ? bias + p * kPanel : nullptr;
-        for (int64_t r = m0; r < m1; r += kMrVnni) {
-          const int mr = static_cast<int>(std::min<int64_t>(kMrVnni, m1 - r));
+        const int64_t blocks = (m1 - m0 + kMrVnni - 1) / kMrVnni;  // even row blocks
+        for (int64_t i = 0, r = m0; i < blocks; ++i) {
+          const int64_t r_end = m0 + (m1 - m0) * (i + 1) / blocks;
+          const int mr = static_cast<int>(r_end - r);
           float* out = y + r * n + p * kPanel;
           if (vnni)
             kVnni[mr - 1](q + r * kp, kp, qs + r, panel, kp / 4, ws, cs, b, out, n, cols);
           else
             panel_scalar(q + r * kp, kp, qs + r, mr, panel, kp / 4, ws, cs, b, out, n, cols);
+          r = r_end;
         }
       }
     }
