@@ -23,27 +23,14 @@ std::vector<float> random_vector(size_t n, uint32_t seed) {
   return v;
 }
 
-struct PackedWeight {
-  std::vector<uint8_t> data;
-  std::vector<float> scales;
-  std::vector<int32_t> sums;
+struct PackedWeight {  // packed by the CPU backend, which owns the storage
+  std::unique_ptr<Backend> backend = make_cpu_backend();
   WeightMatrix w;
+  size_t bytes;
   PackedWeight(int64_t n, int64_t k, DType dtype) {
     const auto source = random_vector(static_cast<size_t>(n * k), 1);
-    const WeightMatrix src{DType::F32, source.data(), n, k};
-    w = {dtype, nullptr, n, k, WeightLayout::Panels32, nullptr, nullptr};
-    if (dtype == DType::I8) {
-      data.resize(static_cast<size_t>(cpu::packed_int8_bytes(n, k)));
-      scales.resize(static_cast<size_t>(cpu::packed_panels(n) * 32));
-      sums.resize(scales.size());
-      cpu::pack_weight_int8(src, data.data(), scales.data(), sums.data());
-      w.scales = scales.data();
-      w.column_sums = sums.data();
-    } else {
-      data.resize(static_cast<size_t>(cpu::packed_panels(n) * k * 32) * dtype_size(dtype));
-      cpu::pack_weight(src, dtype, data.data());
-    }
-    w.data = data.data();
+    w = backend->prepare_weight({DType::F32, source.data(), n, k}, dtype);
+    bytes = static_cast<size_t>(n * k) * dtype_size(dtype);
   }
 };
 
@@ -57,7 +44,7 @@ void BM_Linear(benchmark::State& state) {
     cpu::linear(x.data(), m, pw.w, nullptr, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(pw.data.size()), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(pw.bytes), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["FLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(dtype_name(dtype));
 }

@@ -34,28 +34,11 @@ struct IsaGuard {
   ~IsaGuard() { cpu::limit_isa(cpu::Isa::Avx512); }
 };
 
-// Packs `source` the way the CPU backend does, for any dtype.
+// Packs `source` with the CPU backend (which owns the packed storage).
 struct Packed {
-  std::vector<uint8_t> data;
-  std::vector<float> scales;
-  std::vector<int32_t> sums;
+  std::unique_ptr<Backend> backend = make_cpu_backend();
   WeightMatrix w;
-  Packed(const WeightMatrix& source, DType dtype) {
-    const int64_t n = source.rows, k = source.cols;
-    w = {dtype, nullptr, n, k, WeightLayout::Panels32, nullptr, nullptr};
-    if (dtype == DType::I8) {
-      data.resize(static_cast<size_t>(cpu::packed_int8_bytes(n, k)));
-      scales.resize(static_cast<size_t>(cpu::packed_panels(n) * 32));
-      sums.resize(scales.size());
-      cpu::pack_weight_int8(source, data.data(), scales.data(), sums.data());
-      w.scales = scales.data();
-      w.column_sums = sums.data();
-    } else {
-      data.resize(static_cast<size_t>(cpu::packed_panels(n) * k * 32) * dtype_size(dtype));
-      cpu::pack_weight(source, dtype, data.data());
-    }
-    w.data = data.data();
-  }
+  Packed(const WeightMatrix& source, DType dtype) : w(backend->prepare_weight(source, dtype)) {}
 };
 
 TEST(Kernels, PackedLinearMatchesReferenceOnEveryIsaAndDtype) {
