@@ -46,6 +46,10 @@ TEST(Cli, ErrorsAreMessagesNotCrashes) {
   EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " logits --model " + dir + " --ids 1,99999 --out /tmp/x", &output), 1);
   EXPECT_NE(output.find("outside the vocabulary"), std::string::npos) << output;
   EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " nosuchcommand", &output), 2);
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " serve --help", &output), 0);
+  EXPECT_NE(output.find("--api-key"), std::string::npos) << output;
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " --version", &output), 0);
+  EXPECT_NE(output.find("flashneox 0."), std::string::npos) << output;
 }
 
 }  // namespace

@@ -4,6 +4,10 @@
 #include <cstring>
 #include <exception>
 
+#ifndef FLASHNEOX_VERSION
+#define FLASHNEOX_VERSION "dev"
+#endif
+
 #include "cli/commands.h"
 #include "core/error.h"
 
@@ -19,24 +23,27 @@ const Command kCommands[] = {
     {"logits", flashneox::run_logits,
      "--model DIR --ids 5,7,9 [--ids ...] [--prefill N] [--block-size B] --out FILE.safetensors"},
     {"serve", flashneox::run_serve,
-     "[--model DIR] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--kv-cache-memory 1GiB]\n"
+     "[--model DIR] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--dtype f32|f16|bf16|int8]\n"
+     "              [--kv-cache-memory 1GiB|0.2] [--kv-cache-dtype f32|f16] [--block-size 16]\n"
      "              [--max-input-length N] [--max-total-tokens N] [--max-batch-prefill-tokens N]\n"
-     "              [--max-batch-total-tokens N] [--max-concurrent-requests N] [--threads N]"},
+     "              [--max-batch-total-tokens N] [--max-concurrent-requests N] [--max-batch-size N]\n"
+     "              [--max-body-bytes 1MiB] [--model-id NAME] [--http-threads N] [--threads N]"},
     {"generate", flashneox::run_generate,
      "[--model DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
      "              [--typical-p P] [--repetition-penalty R] [--seed S] [--stop TEXT ...] [--ignore-eos]\n"
-     "              [--dtype f32|f16|bf16|int8]"},
+     "              [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16] [--threads N]"},
     {"perplexity", flashneox::run_perplexity,
-     "[--model DIR] --file TEXT [--start-token N] [--window W] [--stride S] [--dtype D]"},
+     "[--model DIR] --file TEXT [--start-token N] [--window W] [--stride S] [--partial-window]\n"
+     "              [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16] [--threads N]"},
     {"bench", flashneox::run_bench,
-     "(--model DIR | --config CONFIG.json) [--dtype f32|f16|bf16|int8] [--threads N]\n"
-     "              [--batch 1,8,32] [--prompt 128,512] [--new 128] [--json]"},
+     "(--model DIR | --config CONFIG.json) [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16]\n"
+     "              [--threads N] [--batch 1,8,32] [--prompt 128,512] [--new 128] [--json]"},
     {"tokenize", flashneox::run_tokenize,
      "[--tokenizer FILE] [--decode] [--skip-special-tokens]  JSON lines on stdin"},
 };
 
 void usage(FILE* out) {
-  std::fprintf(out, "usage: flashneox <command> [options]\n\ncommands:\n");
+  std::fprintf(out, "usage: flashneox <command> [options]   (flashneox <command> --help, flashneox --version)\n\ncommands:\n");
   for (const Command& c : kCommands) std::fprintf(out, "  %-11s %s\n", c.name, c.summary);
 }
 
@@ -47,8 +54,16 @@ int main(int argc, char** argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  if (std::strcmp(argv[1], "--version") == 0) {
+    std::printf("flashneox %s\n", FLASHNEOX_VERSION);
+    return 0;
+  }
   for (const Command& c : kCommands) {
     if (std::strcmp(argv[1], c.name) != 0) continue;
+    if (argc >= 3 && (std::strcmp(argv[2], "--help") == 0 || std::strcmp(argv[2], "-h") == 0)) {
+      std::printf("usage: flashneox %s %s\n", c.name, c.summary);
+      return 0;
+    }
     try {
       return c.run(argc, argv);
     } catch (const flashneox::Error& e) {
