@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libutf8proc-dev libcpp-httplib-dev
+  nlohmann-json3-dev libutf8proc-dev libboost1.81-dev libmimalloc-dev
   clang libclang-rt-14-dev
   chromium chromium-driver
   python3 python3-venv

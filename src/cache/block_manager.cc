@@ -27,44 +27,4 @@ void BlockManager::release(std::vector<int32_t>& table) {
   free_snapshot_.store(allocator_.free_count(), std::memory_order_relaxed);
 }
 
-size_t available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  size_t value;
-  std::string unit;
-  while (in >> key >> value >> unit)
-    if (key == "MemAvailable:") return value * 1024;
-  return size_t{4} << 30;  // unknown: assume 4 GiB
-}
-
-size_t parse_memory_budget(const std::string& text) {
-  char* end = nullptr;
-  const double number = std::strtod(text.c_str(), &end);
-  const std::string unit = end ? std::string(end) : "";
-  if (text.empty() || end == text.c_str() || !(number > 0))
-    throw Error(concat("memory budget '", text, "' is not a positive size"));
-  double bytes;
-  if (unit.empty() && number <= 1.0) {
-    bytes = number * static_cast<double>(available_memory_bytes());
-  } else if (unit.empty() || unit == "B") {
-    bytes = number;
-  } else if (unit == "KiB" || unit == "K") {
-    bytes = number * 1024;
-  } else if (unit == "MiB" || unit == "M") {
-    bytes = number * 1024 * 1024;
-  } else if (unit == "GiB" || unit == "G") {
-    bytes = number * 1024 * 1024 * 1024;
-  } else if (unit == "KB") {
-    bytes = number * 1e3;
-  } else if (unit == "MB") {
-    bytes = number * 1e6;
-  } else if (unit == "GB") {
-    bytes = number * 1e9;
-  } else {
-    throw Error(concat("memory budget '", text, "': unknown unit '", unit,
-                       "' (use B, KiB, MiB, GiB, KB, MB, GB or a fraction like 0.2)"));
-  }
-  return static_cast<size_t>(bytes);
-}
-
 }  // namespace flashneox

@@ -36,9 +36,5 @@ class BlockManager {
   std::atomic<int> free_snapshot_{allocator_.free_count()};
 };
 
-// Parses a KV-cache budget: "512MiB", "2GiB", "1500MB", a byte count, or a
-// fraction of the machine's available memory such as "0.2". Throws on junk.
-size_t parse_memory_budget(const std::string& text);
-size_t available_memory_bytes();
 
 }  // namespace flashneox

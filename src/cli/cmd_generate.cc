@@ -12,7 +12,7 @@ namespace flashneox {
 
 int run_generate(int argc, char** argv) {
   Args args(argc, argv, 2, merge({model_flags(), sampling_flags(), {"--prompt", "--block-size", "--kv-cache-dtype"}}),
-            sampling_switches());
+            merge({sampling_switches(), model_switches()}));
   const std::string prompt = args.require("--prompt");
   const SamplingParams params = sampling_params_from_flags(args);
   LoadedModel loaded = load_model_from_flags(args);
@@ -24,7 +24,12 @@ int run_generate(int argc, char** argv) {
   options.block_size = args.get_int("--block-size", options.block_size);
   options.kv_cache_dtype = parse_kv_dtype(args.get("--kv-cache-dtype", "f32"));
   const ModelConfig& c = loaded.model->config();
-  options.max_total_tokens = static_cast<int>(ids.size()) + params.max_new_tokens;
+  const int64_t total_tokens = static_cast<int64_t>(ids.size()) + params.max_new_tokens;
+  if (total_tokens > c.max_position_embeddings && c.rope_scaling != RopeScaling::Dynamic)
+    throw Error(concat("the prompt (", ids.size(), " tokens) plus --max-new-tokens (", params.max_new_tokens,
+                       ") is ", total_tokens, " positions, more than the model's max_position_embeddings (",
+                       c.max_position_embeddings, ")"));
+  options.max_total_tokens = static_cast<int>(total_tokens);
   options.max_input_length = static_cast<int>(ids.size());
   options.kv_cache_bytes = KvCache::block_bytes(c.num_layers, options.block_size, c.num_heads, c.head_size,
                                                 options.kv_cache_dtype) *

@@ -20,7 +20,7 @@ namespace flashneox {
 
 int run_perplexity(int argc, char** argv) {
   Args args(argc, argv, 2, merge({model_flags(), {"--file", "--start-token", "--window", "--stride", "--kv-cache-dtype"}}),
-            {"--partial-window"});
+            merge({{"--partial-window"}, model_switches()}));
   const bool partial = args.has("--partial-window");
   const std::string path = args.require("--file");
   LoadedModel loaded = load_model_from_flags(args);

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "cache/block_manager.h"
+#include "core/memory_size.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/parallel.h"
@@ -10,6 +11,7 @@
 namespace flashneox {
 
 std::set<std::string> model_flags() { return {"--model", "--threads", "--dtype"}; }
+std::set<std::string> model_switches() { return {"--check-weights"}; }
 
 DType parse_weight_dtype(const std::string& s) {
   if (s == "f32" || s == "float32") return DType::F32;
@@ -52,6 +54,7 @@ LoadedModel load_model_from_flags(const Args& args) {
   LoadedModel loaded;
   LoadOptions load;
   if (args.has("--dtype")) load.weight_dtype = parse_weight_dtype(args.get("--dtype"));
+  load.check_weights = args.has("--check-weights");
   loaded.model = GptNeoxModel::load(dir, nullptr, load);
   const std::string tokenizer_path = dir + "/tokenizer.json";
   if (!std::filesystem::exists(tokenizer_path))

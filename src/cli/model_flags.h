@@ -15,6 +15,7 @@
 namespace flashneox {
 
 std::set<std::string> model_flags();     // --model --threads --dtype
+std::set<std::string> model_switches();  // --check-weights
 // --dtype: the weights' compute dtype (f32, f16, bf16, int8); default: as stored.
 DType parse_weight_dtype(const std::string& text);
 // --kv-cache-dtype: f32 (default) or f16.

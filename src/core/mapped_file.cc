@@ -10,18 +10,12 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace flashneox {
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(concat("cannot open ", path, ": ", std::strerror(errno)));
-  struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    throw Error(concat("cannot read ", path, ": not a regular file"));
-  }
-  size_ = static_cast<size_t>(info.st_size);
+  const int fd = open_regular_file(path, &size_);
   if (size_ > 0) {
     void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (mapped == MAP_FAILED) {

@@ -1,9 +1,11 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 
 #include "core/error.h"
+#include "core/memory_size.h"
 #include "engine/sampler.h"
 #include "model/sequence_batch.h"
 
@@ -44,6 +46,9 @@ Engine::Engine(std::unique_ptr<GptNeoxModel> model, std::shared_ptr<const Tokeni
   EngineOptions& o = options_;
   if (o.block_size <= 0) throw Error("block size must be positive");
   if (o.max_total_tokens <= 0) o.max_total_tokens = std::min(c.max_position_embeddings, 2048);
+  if (o.max_total_tokens > c.max_position_embeddings && c.rope_scaling != RopeScaling::Dynamic)
+    throw Error(concat("max_total_tokens (", o.max_total_tokens, ") is more than the model's max_position_embeddings (",
+                       c.max_position_embeddings, "): positions past it are untrained"));
   if (o.max_input_length <= 0) o.max_input_length = o.max_total_tokens - 1;
   if (o.max_input_length >= o.max_total_tokens)
     throw Error(concat("max_input_length (", o.max_input_length,
@@ -78,13 +83,14 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request) {
   if (prompt_len > options_.max_input_length)
     throw Error(concat("`inputs` must have less than ", options_.max_input_length + 1,
                        " tokens. Given: ", prompt_len));
-  if (prompt_len + p.max_new_tokens > options_.max_total_tokens)
+  if (static_cast<int64_t>(prompt_len) + p.max_new_tokens > options_.max_total_tokens)
     throw Error(concat("`inputs` tokens + `max_new_tokens` must be <= ", options_.max_total_tokens,
                        ". Given: ", prompt_len, " `inputs` tokens and ", p.max_new_tokens,
                        " `max_new_tokens`"));
   for (int32_t id : request.prompt)
     if (id < 0 || id >= model_->config().vocab_size)
       throw Error(concat("token id ", id, " is outside the vocabulary"));
+  if (aborting_) throw ShuttingDownError("the server is shutting down");
   if (in_system_.fetch_add(1) >= options_.max_concurrent_requests) {
     in_system_.fetch_sub(1);
     metrics_.count_request("overloaded");
@@ -241,8 +247,28 @@ void Engine::run(std::vector<Planned>& work) {
   }
 }
 
+namespace {
+// False when any value is NaN or infinite (exponent bits all set).
+bool all_finite(const float* x, int32_t n) {
+  uint32_t bad = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, 4);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
+}
+}  // namespace
+
 void Engine::emit_token(Sequence& s, float* logits) {
   const int32_t vocab = model_->config().vocab_size;
+  if (!all_finite(logits, vocab)) {
+    // Damaged weights or an overflow: never sample from garbage.
+    fail(s, concat("the model produced NaN or infinite logits at position ", s.tokens.size(),
+                   "; the weights may be damaged (check them with `--check-weights`)"),
+         500, "error");
+    return;
+  }
   const TokenChoice choice = Sampler::choose(logits, vocab, s.params, s.counts, s.rng);  // scratches the row
   s.tokens.push_back(choice.id);
   s.counts.add(choice.id);
@@ -316,7 +342,50 @@ void Engine::finish(Sequence& s, FinishReason reason) {
   in_system_.fetch_sub(1);
 }
 
+void Engine::fail(Sequence& s, const std::string& message, int status, const std::string& outcome) {
+  s.finished = true;
+  if (!s.blocks.empty()) blocks_->release(s.blocks);
+  RequestEvent event;
+  event.kind = RequestEvent::Kind::Failed;
+  event.error = message;
+  event.error_status = status;
+  event.error_type = status == 503 ? "unavailable" : "generation";
+  metrics_.count_request(outcome);
+  metrics_.count_tokens(static_cast<uint64_t>(s.generated()), static_cast<uint64_t>(s.prompt_len));
+  s.handle->push(std::move(event));
+  in_system_.fetch_sub(1);
+}
+
+void Engine::abort_all(const std::string& message) {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mutex_);
+    abort_message_ = message;
+  }
+  aborting_ = true;
+  inbox_ready_.notify_all();
+  if (!loop_.joinable()) fail_everything();
+}
+
+void Engine::fail_everything() {
+  take_inbox();
+  std::string message;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mutex_);
+    message = abort_message_;
+  }
+  for (auto& s : waiting_) fail(*s, message, 503, "shutdown");
+  for (auto& s : running_) fail(*s, message, 503, "shutdown");
+  waiting_.clear();
+  running_.clear();
+  waiting_count_ = 0;
+  running_count_ = 0;
+}
+
 bool Engine::step() {
+  if (aborting_) {
+    fail_everything();
+    return false;
+  }
   take_inbox();
   drop_cancelled();
   if (waiting_.empty() && running_.empty()) {
@@ -330,18 +399,8 @@ bool Engine::step() {
       run(work);
     } catch (const std::exception& e) {
       // An internal failure fails the batch it hit, never the server.
-      for (Planned& w : work) {
-        Sequence& s = *w.seq;
-        if (s.finished) continue;
-        s.finished = true;
-        if (!s.blocks.empty()) blocks_->release(s.blocks);
-        RequestEvent event;
-        event.kind = RequestEvent::Kind::Failed;
-        event.error = e.what();
-        s.handle->push(std::move(event));
-        metrics_.count_request("error");
-        in_system_.fetch_sub(1);
-      }
+      for (Planned& w : work)
+        if (!w.seq->finished) fail(*w.seq, e.what(), 500, "error");
     }
   }
   running_.remove_if([](const std::unique_ptr<Sequence>& s) { return s->finished; });
@@ -360,10 +419,11 @@ void Engine::start() {
   stopping_ = false;
   loop_ = std::thread([this] {
     while (!stopping_) {
+      if (aborting_) fail_everything();
       if (step()) continue;
       std::unique_lock<std::mutex> lock(inbox_mutex_);
       inbox_ready_.wait_for(lock, std::chrono::milliseconds(20),
-                            [&] { return stopping_ || !inbox_.empty(); });
+                            [&] { return stopping_ || aborting_ || !inbox_.empty(); });
     }
   });
 }
@@ -372,6 +432,9 @@ void Engine::stop() {
   stopping_ = true;
   inbox_ready_.notify_all();
   if (loop_.joinable()) loop_.join();
+  // Nothing is left waiting on a loop that no longer runs.
+  if (!aborting_) abort_all("the engine has stopped");
+  fail_everything();
 }
 
 EngineStats Engine::stats() const {

@@ -43,6 +43,12 @@ class OverloadedError : public Error {
   using Error::Error;
 };
 
+// Refusal because the engine is stopping (HTTP 503).
+class ShuttingDownError : public Error {
+ public:
+  using Error::Error;
+};
+
 struct EngineStats {
   int waiting = 0;
   int running = 0;
@@ -69,6 +75,11 @@ class Engine {
   // The background loop for a server: steps while there is work.
   void start();
   void stop();
+  // Ends every request (queued or running) with a Failed event carrying
+  // `message` and status 503, and refuses new ones with ShuttingDownError.
+  // Safe from any thread; done by the loop at its next step (or here when
+  // no loop runs).
+  void abort_all(const std::string& message);
 
   EngineStats stats() const;
   const EngineOptions& options() const { return options_; }
@@ -87,6 +98,9 @@ class Engine {
   void run(std::vector<Planned>& work);
   void emit_token(Sequence& seq, float* logits);
   void finish(Sequence& seq, FinishReason reason);
+  // Ends a sequence with a Failed event; counted like any other ending.
+  void fail(Sequence& seq, const std::string& message, int status, const std::string& outcome);
+  void fail_everything();  // the abort_all() work, on the engine's thread
   int potential_tokens(const Sequence& seq) const;
 
   std::unique_ptr<GptNeoxModel> model_;
@@ -108,6 +122,8 @@ class Engine {
 
   std::thread loop_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> aborting_{false};
+  std::string abort_message_;  // guarded by inbox_mutex_
 };
 
 }  // namespace flashneox

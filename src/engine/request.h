@@ -48,8 +48,10 @@ struct RequestEvent {
   std::optional<uint64_t> seed;
   std::vector<TokenInfo> prefill;  // with decoder_input_details
   Clock::time_point queued_at, started_at, finished_at;
-  // Failed:
+  // Failed: what went wrong, and how an HTTP server should answer it.
   std::string error;
+  int error_status = 500;              // 503 when the server is shutting down
+  std::string error_type = "generation";
 };
 
 // The engine pushes, one client thread pops. Cancelling is a request the

@@ -108,12 +108,14 @@ TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& 
     }
     return choice;
   }
-  std::vector<Candidate> cands(static_cast<size_t>(vocab));
-  for (int32_t i = 0; i < vocab; ++i) cands[i] = {logits[i], i};
-
+  // Work in log space relative to the best score: (l - max) / T is 0 for the
+  // best token and <= 0 for the others, so any positive temperature, however
+  // small, tends to greedy (others go to -inf) instead of overflowing to NaN.
   const double temperature = p.temperature.value_or(1.0);
-  if (temperature != 1.0)
-    for (auto& c : cands) c.first = static_cast<float>(c.first / temperature);
+  const float max = *std::max_element(logits, logits + vocab);
+  std::vector<Candidate> cands(static_cast<size_t>(vocab));
+  for (int32_t i = 0; i < vocab; ++i)
+    cands[i] = {static_cast<float>((static_cast<double>(logits[i]) - max) / temperature), i};
   if (p.top_k && static_cast<size_t>(*p.top_k) < cands.size()) {
     std::nth_element(cands.begin(), cands.begin() + *p.top_k, cands.end(), by_logit_desc);
     cands.resize(static_cast<size_t>(*p.top_k));

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace flashneox {
 
@@ -23,8 +24,9 @@ struct Reader {
   int positive_int(const std::string& field) const {
     if (!root.contains(field)) throw fail(field, "is missing");
     const json& v = root[field];
-    if (!v.is_number_integer() || v.get<int64_t>() <= 0 || v.get<int64_t>() > (1 << 30))
-      throw fail(field, "must be a positive integer");
+    if (!v.is_number_integer() || v.is_number_unsigned() && v.get<uint64_t>() > (1u << 30) ||
+        v.get<int64_t>() <= 0 || v.get<int64_t>() > (1 << 30))
+      throw fail(field, concat("must be a positive integer up to 2^30; got ", v.dump()));
     return v.get<int>();
   }
   double number_or(const json& obj, const std::string& field, double fallback) const {
@@ -37,10 +39,15 @@ struct Reader {
     if (!root[field].is_boolean()) throw fail(field, "must be true or false");
     return root[field].get<bool>();
   }
-  int int_or(const std::string& field, int fallback) const {
+  // An integer in [min, max]: never truncated (2^32 + 5 is refused, not 5).
+  int int_or(const std::string& field, int fallback, int64_t min, int64_t max) const {
     if (!root.contains(field) || root[field].is_null()) return fallback;
-    if (!root[field].is_number_integer()) throw fail(field, "must be an integer");
-    return root[field].get<int>();
+    const json& v = root[field];
+    if (!v.is_number_integer()) throw fail(field, "must be an integer");
+    const bool huge = v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX);
+    if (huge || v.get<int64_t>() < min || v.get<int64_t>() > max)
+      throw fail(field, concat("is ", v.dump(), "; must be between ", min, " and ", max));
+    return static_cast<int>(v.get<int64_t>());
   }
 };
 
@@ -116,16 +123,14 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
   if (c.rope_scaling == RopeScaling::None && !params.empty())
     parse_rope_scaling(r, params, "rope_parameters", c);
 
-  c.max_position_embeddings = r.int_or("max_position_embeddings", 2048);
-  if (c.max_position_embeddings <= 0)
-    throw r.fail("max_position_embeddings", "must be positive");
+  c.max_position_embeddings = r.int_or("max_position_embeddings", 2048, 1, 1 << 24);
   c.layer_norm_eps = r.number_or(root, "layer_norm_eps", 1e-5);
   if (!(c.layer_norm_eps > 0)) throw r.fail("layer_norm_eps", "must be positive");
   c.parallel_residual = r.bool_or("use_parallel_residual", true);
   c.tie_word_embeddings = r.bool_or("tie_word_embeddings", false);
   c.attention_bias = r.bool_or("attention_bias", true);
-  c.bos_token_id = r.int_or("bos_token_id", 0);
-  c.eos_token_id = r.int_or("eos_token_id", 0);
+  c.bos_token_id = r.int_or("bos_token_id", 0, 0, c.vocab_size - 1);
+  c.eos_token_id = r.int_or("eos_token_id", 0, 0, c.vocab_size - 1);
 
   if (root.contains("hidden_act")) {
     if (!root["hidden_act"].is_string()) throw r.fail("hidden_act", "must be a string");
@@ -145,11 +150,7 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
 }
 
 ModelConfig ModelConfig::from_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(concat("cannot open ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return from_json_text(text.str(), path);
+  return from_json_text(read_regular_file(path, 16 << 20), path);
 }
 
 }  // namespace flashneox

@@ -7,8 +7,10 @@
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace flashneox {
 
@@ -97,8 +99,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
                        size, " bytes); the file is truncated or not safetensors"));
   const char* header_text = reinterpret_cast<const char*>(file_->data() + 8);
   json header;
+  std::set<std::string> names;  // JSON objects keep the last of two equal keys: refuse that
   try {
-    header = json::parse(header_text, header_text + header_len);
+    header = json::parse(header_text, header_text + header_len, [&](int depth, json::parse_event_t event, json& value) {
+      if (event == json::parse_event_t::key && depth == 1 && !names.insert(value.get<std::string>()).second)
+        throw Error(concat(path, ": tensor '", value.get<std::string>(), "' appears twice in the header"));
+      if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) && depth > 8)
+        throw Error(concat(path, ": header nests deeper than a safetensors header can"));
+      return true;
+    });
   } catch (const json::exception& e) {
     throw Error(concat(path, ": header is not valid JSON (", e.what(), ")"));
   }
@@ -135,10 +144,9 @@ Checkpoint::Checkpoint(const std::string& dir) : location_(dir) {
   }
   if (!fs::exists(index))
     throw Error(concat(dir, ": no model.safetensors or model.safetensors.index.json"));
-  std::ifstream in(index);
   json parsed;
   try {
-    parsed = json::parse(in);
+    parsed = json::parse(read_regular_file(index.string(), 64 << 20));
   } catch (const json::exception& e) {
     throw Error(concat(index.string(), ": not valid JSON (", e.what(), ")"));
   }

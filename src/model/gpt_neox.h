@@ -23,6 +23,7 @@ class GptNeoxModel {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   Backend& backend() { return *backend_; }
+  const char* backend_name() const { return backend_->name(); }
   const std::string& directory() const { return dir_; }
 
   // A KV cache shaped for this model.

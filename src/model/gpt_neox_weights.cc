@@ -3,13 +3,31 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <set>
 
 #include "core/error.h"
 
 namespace flashneox {
 
 namespace {
+
+// Counts NaN and infinite values; `first` gets the index of the first one.
+size_t count_non_finite(const TensorView& view, size_t* first) {
+  const size_t n = static_cast<size_t>(view.numel());
+  size_t bad = 0;
+  std::vector<float> chunk(1 << 16);
+  for (size_t start = 0; start < n; start += chunk.size()) {
+    const size_t len = std::min(chunk.size(), n - start);
+    convert_to_f32(view.dtype, static_cast<const unsigned char*>(view.data) + start * dtype_size(view.dtype),
+                   chunk.data(), len);
+    for (size_t i = 0; i < len; ++i)
+      if (!std::isfinite(chunk[i]) && bad++ == 0) *first = start + i;
+  }
+  return bad;
+}
 
 struct Loader {
   const Checkpoint& ckpt;
@@ -19,16 +37,33 @@ struct Loader {
   size_t packed_bytes = 0;
   size_t total = 0, done = 0;
   bool show_progress = false;
+  std::set<std::string> used;
+  double check_seconds = 0.0;
+  size_t checked_bytes = 0;
+
+  const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) {
+    const TensorView& view = ckpt.get(name, shape);
+    if (used.insert(name).second && options.check_weights) {
+      const auto start = std::chrono::steady_clock::now();
+      size_t first = 0;
+      if (const size_t bad = count_non_finite(view, &first))
+        throw Error(concat(view.file, ": tensor '", name, "' holds ", bad, " NaN or infinite value", bad > 1 ? "s" : "",
+                           " (the first at flat index ", first, "); the checkpoint is damaged"));
+      check_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      checked_bytes += view.nbytes;
+    }
+    return view;
+  }
 
   std::vector<float> vector(const std::string& name, int64_t n) {
-    const TensorView& view = ckpt.get(name, {n});
+    const TensorView& view = get(name, {n});
     std::vector<float> out(static_cast<size_t>(n));
     convert_to_f32(view.dtype, view.data, out.data(), out.size());
     params += static_cast<size_t>(n);
     return out;
   }
   WeightMatrix raw(const std::string& name, int64_t rows, int64_t cols) {
-    const TensorView& view = ckpt.get(name, {rows, cols});
+    const TensorView& view = get(name, {rows, cols});
     params += static_cast<size_t>(rows * cols);
     return WeightMatrix{view.dtype, view.data, rows, cols};
   }
@@ -37,7 +72,7 @@ struct Loader {
     const WeightMatrix source = raw(name, rows, cols);
     const WeightMatrix out = backend.prepare_weight(source, options.weight_dtype.value_or(source.dtype));
     packed_bytes += static_cast<size_t>(rows * cols) * dtype_size(out.dtype);
-    if (drop) ckpt.drop_pages(ckpt.get(name));
+    if (drop) ckpt.drop_pages(ckpt.view(name));
     done += static_cast<size_t>(rows * cols) * dtype_size(source.dtype);
     if (show_progress)
       std::fprintf(stderr, "\rloading weights: %5.1f%% of %.1f MiB", 100.0 * done / std::max<size_t>(total, 1),
@@ -88,6 +123,26 @@ ModelWeights ModelWeights::load(const std::string& dir, const ModelConfig& c, Ba
     w.embed_out = ld.packed("embed_out.weight", vocab, h);
   }
   if (ld.show_progress) std::fprintf(stderr, "\n");
+  // Every tensor must be used or be a buffer old checkpoints carry: an extra
+  // one means the config does not describe this checkpoint (say, fewer layers).
+  std::vector<std::string> unused;
+  for (const std::string& name : w.checkpoint->names()) {
+    if (ld.used.count(name)) continue;
+    const bool buffer = name.ends_with(".attention.bias") || name.ends_with(".attention.masked_bias") ||
+                        name.ends_with(".attention.rotary_emb.inv_freq");
+    if (!buffer) unused.push_back(name);
+  }
+  if (!unused.empty()) {
+    std::string list;
+    for (size_t i = 0; i < std::min<size_t>(unused.size(), 4); ++i) list += (i ? ", " : "") + ("'" + unused[i] + "'");
+    if (unused.size() > 4) list += concat(" and ", unused.size() - 4, " more");
+    throw Error(concat(dir, ": the checkpoint holds tensors that config.json does not describe: ", list,
+                       " (config.json: ", c.num_layers, " layers, attention_bias ",
+                       c.attention_bias ? "true" : "false", ")"));
+  }
+  if (options.check_weights)
+    std::fprintf(stderr, "flashneox: checked %.1f MiB of weights for NaN/Inf in %.2f s: none found\n",
+                 ld.checked_bytes / 1048576.0, ld.check_seconds);
   w.dtype = w.layers.empty() ? w.embed_out.dtype : w.layers[0].qkv.dtype;
   w.parameter_count = ld.params;
   w.weight_bytes = ld.packed_bytes + static_cast<size_t>(vocab * h) * dtype_size(w.embed_in.dtype);

@@ -32,6 +32,7 @@ struct LayerWeights {
 
 struct LoadOptions {
   std::optional<DType> weight_dtype;  // none: keep each matrix's stored dtype
+  bool check_weights = false;         // scan every tensor for NaN/Inf before use
 };
 
 struct ModelWeights {

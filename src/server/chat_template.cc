@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace flashneox {
 
@@ -621,10 +622,9 @@ ModelChatTemplate load_chat_template(const std::string& model_dir) {
   ModelChatTemplate result;
   const std::string path = model_dir + "/tokenizer_config.json";
   if (!std::filesystem::exists(path)) return result;
-  std::ifstream in(path);
   json config;
   try {
-    config = json::parse(in);
+    config = json::parse(read_regular_file(path, 16 << 20));
   } catch (const json::exception& e) {
     throw Error(path + ": not valid JSON (" + e.what() + ")");
   }

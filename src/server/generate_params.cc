@@ -1,43 +1,15 @@
 #include "server/generate_params.h"
 
+#include <climits>
+
 #include "server/api_error.h"
+#include "server/json_fields.h"
 
 namespace flashneox {
 
 using nlohmann::json;
 
-json parse_json_body(const std::string& body) {
-  try {
-    return json::parse(body);
-  } catch (const json::parse_error& e) {
-    throw bad_request(concat("Failed to parse the request body as JSON: ", e.what()));
-  }
-}
-
-namespace {
-
-// Typed getters that name the field when the type is wrong (422 as TGI does).
-std::optional<double> number(const json& obj, const char* name) {
-  if (!obj.contains(name) || obj[name].is_null()) return std::nullopt;
-  if (!obj[name].is_number()) throw validation_error(concat("`", name, "` must be a number"));
-  return obj[name].get<double>();
-}
-std::optional<int64_t> integer(const json& obj, const char* name) {
-  if (!obj.contains(name) || obj[name].is_null()) return std::nullopt;
-  if (!obj[name].is_number_integer()) throw validation_error(concat("`", name, "` must be an integer"));
-  return obj[name].get<int64_t>();
-}
-bool boolean(const json& obj, const char* name, bool fallback) {
-  if (!obj.contains(name) || obj[name].is_null()) return fallback;
-  if (!obj[name].is_boolean()) throw validation_error(concat("`", name, "` must be true or false"));
-  return obj[name].get<bool>();
-}
-int int_in_range(int64_t v, const char* name) {
-  if (v < INT32_MIN || v > INT32_MAX) throw validation_error(concat("`", name, "` is out of range"));
-  return static_cast<int>(v);
-}
-
-}  // namespace
+json parse_json_body(const std::string& body) { return parse_json_limited(body); }
 
 std::vector<int32_t> tokenize_prompt(const Tokenizer& tokenizer, const std::string& text,
                                      std::optional<int> truncate) {
@@ -47,77 +19,90 @@ std::vector<int32_t> tokenize_prompt(const Tokenizer& tokenizer, const std::stri
   } catch (const Error& e) {
     throw validation_error(e.what());
   }
-  if (truncate) {
-    if (*truncate <= 0) throw validation_error("`truncate` must be strictly positive");
-    if (static_cast<int>(ids.size()) > *truncate) ids.erase(ids.begin(), ids.end() - *truncate);
-  }
+  if (truncate && static_cast<int>(ids.size()) > *truncate) ids.erase(ids.begin(), ids.end() - *truncate);
   return ids;
 }
 
-GenerateCall parse_generate_body(const std::string& body, const Tokenizer& tokenizer) {
-  const json root = parse_json_body(body);
-  if (!root.is_object()) throw validation_error("the request body must be a JSON object");
-  if (!root.contains("inputs") || !root["inputs"].is_string())
-    throw validation_error("`inputs` must be a string");
-  GenerateCall call;
-  call.inputs = root["inputs"].get<std::string>();
-  call.stream = boolean(root, "stream", false);
-  const json params = root.value("parameters", json::object());
-  if (!params.is_object()) throw validation_error("`parameters` must be an object");
-  SamplingParams& p = call.request.params;
-  p.do_sample = boolean(params, "do_sample", false);
-  if (auto v = integer(params, "max_new_tokens")) p.max_new_tokens = int_in_range(*v, "max_new_tokens");
-  if (auto v = number(params, "temperature")) {
-    if (*v <= 0) throw validation_error("`temperature` must be strictly positive");
-    p.temperature = *v;
+std::vector<std::string> read_stop(JsonFields& f, const char* name, bool allow_single_string) {
+  std::vector<std::string> out;
+  const json* stop = f.raw(name);
+  if (!stop) return out;
+  const char* shape = allow_single_string ? "a string or a list of strings" : "a list of strings";
+  if (allow_single_string && stop->is_string()) return {stop->get<std::string>()};
+  if (!stop->is_array()) throw validation_error(concat("`", name, "` must be ", shape));
+  for (const json& s : *stop) {
+    if (!s.is_string()) throw validation_error(concat("`", name, "` must be ", shape));
+    out.push_back(s.get<std::string>());
   }
-  if (auto v = integer(params, "top_k")) p.top_k = int_in_range(*v, "top_k");
-  if (auto v = number(params, "top_p")) {
-    if (!(*v > 0.0 && *v < 1.0)) throw validation_error("`top_p` must be > 0.0 and < 1.0");
-    p.top_p = *v;
-  }
-  if (auto v = number(params, "typical_p")) {
-    if (!(*v > 0.0 && *v < 1.0)) throw validation_error("`typical_p` must be > 0.0 and < 1.0");
-    p.typical_p = *v;
-  }
-  if (auto v = number(params, "repetition_penalty")) p.repetition_penalty = *v;
-  if (auto v = number(params, "frequency_penalty")) p.frequency_penalty = *v;
-  if (auto v = number(params, "presence_penalty")) p.presence_penalty = *v;
-  if (auto v = integer(params, "seed")) {
-    if (*v < 0) throw validation_error("`seed` must be non-negative");
-    p.seed = static_cast<uint64_t>(*v);
-  }
-  if (auto v = integer(params, "top_n_tokens")) p.top_n_tokens = int_in_range(*v, "top_n_tokens");
-  if (params.contains("stop") && !params["stop"].is_null()) {
-    if (!params["stop"].is_array()) throw validation_error("`stop` must be a list of strings");
-    for (const json& s : params["stop"]) {
-      if (!s.is_string()) throw validation_error("`stop` must be a list of strings");
-      p.stop.push_back(s.get<std::string>());
-    }
-  }
-  p.ignore_eos_token = boolean(params, "ignore_eos_token", false);
-  p.decoder_input_details = boolean(params, "decoder_input_details", false);
-  call.details = boolean(params, "details", false);
-  call.return_full_text = boolean(params, "return_full_text", false);
-  if (auto v = integer(params, "best_of"); v && *v != 1)
-    throw validation_error("`best_of` other than 1 is not supported by this server");
-  if (boolean(params, "watermark", false))
-    throw validation_error("`watermark` is not supported by this server");
-  if (params.contains("adapter_id") && !params["adapter_id"].is_null()) {
-    if (!params["adapter_id"].is_string()) throw validation_error("`adapter_id` must be a string");
-    const std::string id = params["adapter_id"].get<std::string>();
-    if (!id.empty())
-      throw validation_error(concat("adapter '", id, "' is not loaded: this server serves the base model only"));
-  }
-  if (params.contains("merged_adapters") && !params["merged_adapters"].is_null())
-    throw validation_error("`merged_adapters` is not supported by this server");
+  return out;
+}
+
+void validate_sampling(const SamplingParams& p) {
   try {
     p.validate();
   } catch (const Error& e) {
     throw validation_error(e.what());
   }
+}
+
+GenerateCall parse_generate_body(const std::string& body, const Tokenizer& tokenizer) {
+  const json root = parse_json_body(body);
+  JsonFields top(root, "");
+  GenerateCall call;
+  const auto inputs = top.string("inputs");
+  if (!inputs) throw validation_error("`inputs` must be a string");
+  call.inputs = *inputs;
+  call.stream = top.boolean("stream").value_or(false);
+  static const json kEmpty = json::object();
+  const json* params_json = top.raw("parameters");
+  top.finish();
+  JsonFields f(params_json ? *params_json : kEmpty, "parameters");
+  SamplingParams& p = call.request.params;
+  p.do_sample = f.boolean("do_sample").value_or(false);
+  if (auto v = f.integer("max_new_tokens", 1, INT32_MAX)) p.max_new_tokens = static_cast<int>(*v);
+  // Any positive temperature works (the sampler is in log space); 0 is refused
+  // as TGI does, since do_sample=false already means greedy.
+  if (auto v = f.number("temperature", 0.0, 1e300)) {
+    if (*v <= 0) throw validation_error("`temperature` must be strictly positive");
+    p.temperature = *v;
+  }
+  if (auto v = f.integer("top_k", 1, INT32_MAX)) p.top_k = static_cast<int>(*v);
+  if (auto v = f.number("top_p", 0.0, 1.0)) {
+    if (!(*v > 0.0 && *v < 1.0)) throw validation_error("`top_p` must be > 0.0 and < 1.0");
+    p.top_p = *v;
+  }
+  if (auto v = f.number("typical_p", 0.0, 1.0)) {
+    if (!(*v > 0.0 && *v < 1.0)) throw validation_error("`typical_p` must be > 0.0 and < 1.0");
+    p.typical_p = *v;
+  }
+  if (auto v = f.number("repetition_penalty", 0.0, 1e9)) p.repetition_penalty = *v;
+  if (auto v = f.number("frequency_penalty", -2.0, 2.0)) p.frequency_penalty = *v;
+  if (auto v = f.number("presence_penalty", -2.0, 2.0)) p.presence_penalty = *v;
+  if (auto v = f.integer("seed", 0, INT64_MAX)) p.seed = static_cast<uint64_t>(*v);
+  if (auto v = f.integer("top_n_tokens", 0, 10)) p.top_n_tokens = static_cast<int>(*v);
+  // LoRAX's name for the same thing.
+  if (auto v = f.integer("return_k_alternatives", 0, 10)) p.top_n_tokens = static_cast<int>(*v);
+  p.stop = read_stop(f, "stop", false);
+  p.ignore_eos_token = f.boolean("ignore_eos_token").value_or(false);
+  p.decoder_input_details = f.boolean("decoder_input_details").value_or(false);
+  call.details = f.boolean("details").value_or(false);
+  call.return_full_text = f.boolean("return_full_text").value_or(false);
+  if (auto v = f.integer("best_of", 1, INT32_MAX); v && *v != 1)
+    throw validation_error("`best_of` other than 1 is not supported by this server");
+  if (f.boolean("watermark").value_or(false)) throw validation_error("`watermark` is not supported by this server");
+  if (auto id = f.string("adapter_id"); id && !id->empty())
+    throw validation_error(concat("adapter '", *id, "' is not loaded: this server serves the base model only"));
+  if (auto source = f.string("adapter_source"); source && !source->empty() && *source != "hub" && *source != "local")
+    throw validation_error("`adapter_source` must be \"hub\" or \"local\"");
+  if (f.raw("merged_adapters")) throw validation_error("`merged_adapters` is not supported by this server");
+  f.string("api_token");  // for hub downloads in LoRAX; nothing is downloaded here (README)
+  if (f.raw("grammar")) throw validation_error("`grammar` (constrained decoding) is not supported by this server yet");
+  if (f.raw("response_format"))
+    throw validation_error("`response_format` (constrained decoding) is not supported by this server yet");
   std::optional<int> truncate;
-  if (auto v = integer(params, "truncate")) truncate = int_in_range(*v, "truncate");
+  if (auto v = f.integer("truncate", 1, INT32_MAX)) truncate = static_cast<int>(*v);
+  f.finish();
+  validate_sampling(p);
   call.request.prompt = tokenize_prompt(tokenizer, call.inputs, truncate);
   return call;
 }

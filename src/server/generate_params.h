@@ -22,11 +22,17 @@ struct GenerateCall {
 // Parses {"inputs": ..., "parameters": {...}, "stream": ...}. Throws ApiError.
 GenerateCall parse_generate_body(const std::string& body, const Tokenizer& tokenizer);
 
-// The JSON body, or ApiError 400 naming the problem.
+// The JSON body (nesting limited), or ApiError 400 naming the problem.
 nlohmann::json parse_json_body(const std::string& body);
 
-// Tokenizes and applies `truncate` (keep the last N tokens). Throws ApiError.
+// Tokenizes and applies `truncate` (keep the last N tokens, N > 0). Throws ApiError.
 std::vector<int32_t> tokenize_prompt(const Tokenizer& tokenizer, const std::string& text,
                                      std::optional<int> truncate);
+
+class JsonFields;
+// `stop`: a list of strings (or, with allow_single_string, one string).
+std::vector<std::string> read_stop(JsonFields& fields, const char* name, bool allow_single_string);
+// SamplingParams::validate() as a 422.
+void validate_sampling(const SamplingParams& p);
 
 }  // namespace flashneox

@@ -1,8 +1,6 @@
 // TGI and LoRAX routes: POST /generate, POST /generate_stream, and POST /
 // (what the text-generation and lorax-client packages call: an array of one
 // response, or a stream when "stream": true).
-#include <httplib.h>
-
 #include "server/generate_params.h"
 #include "server/http_util.h"
 #include "server/server.h"
@@ -53,18 +51,19 @@ json full_details(const GenerateCall& call, const Collected& c) {
 }
 
 // Runs a request to the end; the TGI response object plus timing headers.
-json generate_once(Server& server, const GenerateCall& call, httplib::Response& res) {
+json generate_once(Server& server, const GenerateCall& call, const HttpRequest& req, HttpResponse& res) {
   const Clock::time_point received = Clock::now();
   auto handle = submit_or_throw(server.engine(), call.request);
-  const Collected c = collect(*handle);
+  const Collected c = collect(*handle, req);
   const RequestEvent& f = c.final_event;
+  record_access(res, f);
   json out = {{"generated_text", (call.return_full_text ? call.inputs : "") + f.generated_text}};
   if (call.details) out["details"] = full_details(call, c);
   const double total = seconds_between(received, f.finished_at);
   const double queue = seconds_between(f.queued_at, f.started_at);
   const double inference = seconds_between(f.started_at, f.finished_at);
   auto ms = [](double s) { return std::to_string(static_cast<long long>(s * 1000.0)); };
-  res.set_header("x-compute-type", "cpu");
+  res.set_header("x-compute-type", server.engine().model().backend_name());
   res.set_header("x-compute-time", std::to_string(total));
   res.set_header("x-total-time", ms(total));
   res.set_header("x-validation-time", "0");
@@ -78,7 +77,7 @@ json generate_once(Server& server, const GenerateCall& call, httplib::Response& 
 
 // TGI's stream: one event per token; the last token's event also carries the
 // full text and the details, so each token is held until the next event.
-void generate_stream(Server& server, GenerateCall call, httplib::Response& res) {
+void generate_stream(Server& server, GenerateCall call, HttpResponse& res) {
   auto handle = submit_or_throw(server.engine(), call.request);
   auto held = std::make_shared<std::optional<json>>();
   auto index = std::make_shared<int>(0);
@@ -87,11 +86,11 @@ void generate_stream(Server& server, GenerateCall call, httplib::Response& res) 
   stream_events(res, handle, [held, index, prefix, top](const RequestEvent& e) {
     std::vector<std::string> out;
     if (e.kind == RequestEvent::Kind::Failed) {
-      out.push_back(json({{"error", e.error}, {"error_type", "generation"}}).dump(-1, ' ', false, json::error_handler_t::replace));
+      out.push_back(dump({{"error", e.error}, {"error_type", e.error_type}}));
       return out;
     }
     auto flush = [&](json event) {
-      out.push_back(event.dump(-1, ' ', false, json::error_handler_t::replace));
+      out.push_back(dump(event));
     };
     if (e.kind == RequestEvent::Kind::Token) {
       if (*held) flush(**held);
@@ -118,23 +117,23 @@ void generate_stream(Server& server, GenerateCall call, httplib::Response& res) 
 
 }  // namespace
 
-void install_generate_routes(httplib::Server& http, Server& server) {
-  http.Post("/generate", [&server](const httplib::Request& req, httplib::Response& res) {
+void install_generate_routes(Router& router, Server& server) {
+  router.post("/generate", [&server](const HttpRequest& req, HttpResponse& res) {
     guarded(res, [&] {
       const GenerateCall call = parse_generate_body(req.body, server.engine().tokenizer());
-      reply_json(res, generate_once(server, call, res));
+      reply_json(res, generate_once(server, call, req, res));
     });
   });
-  http.Post("/generate_stream", [&server](const httplib::Request& req, httplib::Response& res) {
+  router.post("/generate_stream", [&server](const HttpRequest& req, HttpResponse& res) {
     guarded(res, [&] { generate_stream(server, parse_generate_body(req.body, server.engine().tokenizer()), res); });
   });
-  http.Post("/", [&server](const httplib::Request& req, httplib::Response& res) {
+  router.post("/", [&server](const HttpRequest& req, HttpResponse& res) {
     guarded(res, [&] {
       GenerateCall call = parse_generate_body(req.body, server.engine().tokenizer());
       if (call.stream) {
         generate_stream(server, std::move(call), res);
       } else {
-        reply_json(res, json::array({generate_once(server, call, res)}));
+        reply_json(res, json::array({generate_once(server, call, req, res)}));
       }
     });
   });

@@ -1,21 +1,22 @@
 #include "server/http_util.h"
 
-#include <httplib.h>
-
 namespace flashneox {
 
 using nlohmann::json;
 
-void reply_json(httplib::Response& res, const json& body, int status) {
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void reply_json(HttpResponse& res, const json& body, int status) {
   res.status = status;
-  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  res.content_type = "application/json";
+  res.body = dump(body);
 }
 
-void reply_error(httplib::Response& res, const ApiError& error) {
+void reply_error(HttpResponse& res, const ApiError& error) {
   reply_json(res, {{"error", error.what()}, {"error_type", error.type()}}, error.status());
 }
 
-void guarded(httplib::Response& res, const std::function<void()>& handler) {
+void guarded(HttpResponse& res, const std::function<void()>& handler) {
   try {
     handler();
   } catch (const ApiError& e) {
@@ -30,6 +31,8 @@ void guarded(httplib::Response& res, const std::function<void()>& handler) {
 std::shared_ptr<RequestHandle> submit_or_throw(Engine& engine, GenerationRequest request) {
   try {
     return engine.submit(std::move(request));
+  } catch (const ShuttingDownError& e) {
+    throw ApiError(503, "unavailable", e.what());
   } catch (const OverloadedError& e) {
     throw ApiError(429, "overloaded", e.what());
   } catch (const Error& e) {
@@ -37,67 +40,67 @@ std::shared_ptr<RequestHandle> submit_or_throw(Engine& engine, GenerationRequest
   }
 }
 
-Collected collect(RequestHandle& handle) {
+void record_access(HttpResponse& res, const RequestEvent& f) {
+  res.access.prompt_tokens = f.prompt_tokens;
+  res.access.generated_tokens = f.generated_tokens;
+  res.access.queue_seconds = seconds_between(f.queued_at, f.started_at);
+}
+
+Collected collect(RequestHandle& handle, const HttpRequest& req) {
   Collected out;
   RequestEvent e;
+  bool cancelled = false;
   for (;;) {
-    if (!handle.next(e, std::chrono::milliseconds(1000))) continue;
+    if (!handle.next(e, std::chrono::milliseconds(50))) {
+      if (!cancelled && req.client_gone()) {
+        handle.cancel();  // the engine ends it at its next step and frees its blocks
+        cancelled = true;
+      }
+      continue;
+    }
     if (e.kind == RequestEvent::Kind::Token) {
       out.tokens.push_back(std::move(e.token));
       continue;
     }
-    if (e.kind == RequestEvent::Kind::Failed) throw ApiError(500, "generation", e.error);
+    if (e.kind == RequestEvent::Kind::Failed) throw ApiError(e.error_status, e.error_type, e.error);
+    if (e.finish_reason == FinishReason::Cancelled)
+      throw ApiError(499, "cancelled", "the client closed the connection");
     out.final_event = std::move(e);
     return out;
   }
 }
 
-void stream_events(httplib::Response& res, std::shared_ptr<RequestHandle> handle,
-                   EventFormatter on_event, std::string finale) {
-  auto finished = std::make_shared<bool>(false);
-  auto idle_since = std::make_shared<Clock::time_point>(Clock::now());
+void stream_events(HttpResponse& res, std::shared_ptr<RequestHandle> handle, EventFormatter on_event,
+                   std::string finale) {
+  res.content_type = "text/event-stream";
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [handle, on_event, finale, finished, idle_since](size_t, httplib::DataSink& sink) {
-        if (*finished) {
-          sink.done();
-          return true;
+  HttpResponse* response = &res;  // alive while the stream runs: the transport owns it
+  res.stream = [handle, on_event, finale, response](StreamSink& sink) {
+    Clock::time_point idle_since = Clock::now();
+    RequestEvent event;
+    for (;;) {
+      if (!handle->next(event, std::chrono::milliseconds(100))) {
+        if (sink.client_gone()) break;
+        // A comment line now and then keeps proxies from timing the stream out.
+        if (Clock::now() - idle_since > std::chrono::milliseconds(500)) {
+          idle_since = Clock::now();
+          if (!sink.write(": keep-alive\n\n")) break;
         }
-        RequestEvent event;
-        if (!handle->next(event, std::chrono::milliseconds(250))) {
-          // A comment line now and then: writing is how a vanished client shows.
-          if (Clock::now() - *idle_since > std::chrono::milliseconds(500)) {
-            *idle_since = Clock::now();
-            static const std::string ping = ": keep-alive\n\n";
-            if (!sink.write(ping.data(), ping.size())) {
-              handle->cancel();
-              return false;
-            }
-          }
-          return true;
-        }
-        *idle_since = Clock::now();
-        for (const std::string& payload : on_event(event)) {
-          const std::string line = "data:" + payload + "\n\n";
-          if (!sink.write(line.data(), line.size())) {
-            handle->cancel();
-            return false;
-          }
-        }
-        if (event.kind != RequestEvent::Kind::Token) {
-          if (!finale.empty()) {
-            const std::string line = "data: " + finale + "\n\n";
-            sink.write(line.data(), line.size());
-          }
-          *finished = true;
-          sink.done();
-        }
-        return true;
-      },
-      [handle](bool) {
-        if (!handle->done()) handle->cancel();  // connection closed early
-      });
+        continue;
+      }
+      idle_since = Clock::now();
+      bool written = true;
+      for (const std::string& payload : on_event(event))
+        if (!(written = sink.write("data:" + payload + "\n\n"))) break;
+      if (!written) break;
+      if (event.kind != RequestEvent::Kind::Token) {
+        if (event.kind == RequestEvent::Kind::Finished) record_access(*response, event);
+        if (!finale.empty()) sink.write("data: " + finale + "\n\n");
+        return;
+      }
+    }
+    handle->cancel();  // the client went away: free what the request holds
+  };
 }
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {

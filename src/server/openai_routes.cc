@@ -1,12 +1,12 @@
 // OpenAI-compatible routes: POST /v1/completions, POST /v1/chat/completions
-// (streaming or not, with usage) and GET /v1/models.
-#include <httplib.h>
-
+// (streaming or not, with usage and log-probabilities) and GET /v1/models.
+// Both generation routes run through one skeleton; they differ only in how a
+// choice is shaped.
 #include <atomic>
 #include <chrono>
 
-#include "server/generate_params.h"
 #include "server/http_util.h"
+#include "server/openai_params.h"
 #include "server/server.h"
 
 namespace flashneox {
@@ -18,72 +18,11 @@ namespace {
 std::atomic<uint64_t> g_next_id{1};
 
 int64_t unix_time() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
-const char* openai_finish_reason(FinishReason r) {
-  return r == FinishReason::Length ? "length" : "stop";
-}
-
-// The sampling fields both endpoints share, with OpenAI's defaults
-// (temperature 1: sampling; 0: greedy).
-SamplingParams openai_sampling(const json& body, const char* max_tokens_field, int default_max) {
-  SamplingParams p;
-  auto num = [&](const char* name) -> std::optional<double> {
-    if (!body.contains(name) || body[name].is_null()) return std::nullopt;
-    if (!body[name].is_number()) throw validation_error(concat("`", name, "` must be a number"));
-    return body[name].get<double>();
-  };
-  p.temperature = num("temperature").value_or(1.0);
-  if (auto v = num("top_p")) p.top_p = *v;
-  if (auto v = num("presence_penalty")) p.presence_penalty = *v;
-  if (auto v = num("frequency_penalty")) p.frequency_penalty = *v;
-  if (auto v = num("repetition_penalty")) p.repetition_penalty = *v;
-  if (auto v = num("seed")) {
-    if (*v < 0) throw validation_error("`seed` must be non-negative");
-    p.seed = static_cast<uint64_t>(*v);
-  }
-  p.max_new_tokens = default_max;
-  for (const char* field : {max_tokens_field, "max_tokens"}) {
-    if (auto v = num(field)) {
-      if (*v < 1 || *v > 1e9) throw validation_error(concat("`", field, "` must be at least 1"));
-      p.max_new_tokens = static_cast<int>(*v);
-      break;
-    }
-  }
-  if (body.contains("stop") && !body["stop"].is_null()) {
-    const json& stop = body["stop"];
-    if (stop.is_string()) {
-      p.stop.push_back(stop.get<std::string>());
-    } else if (stop.is_array()) {
-      for (const json& s : stop) {
-        if (!s.is_string()) throw validation_error("`stop` must be a string or a list of strings");
-        p.stop.push_back(s.get<std::string>());
-      }
-    } else {
-      throw validation_error("`stop` must be a string or a list of strings");
-    }
-  }
-  if (auto n = num("n"); n && *n != 1) throw validation_error("`n` other than 1 is not supported");
-  try {
-    p.validate();
-  } catch (const Error& e) {
-    throw validation_error(e.what());
-  }
-  return p;
-}
-
-bool stream_requested(const json& body) {
-  if (!body.contains("stream") || body["stream"].is_null()) return false;
-  if (!body["stream"].is_boolean()) throw validation_error("`stream` must be true or false");
-  return body["stream"].get<bool>();
-}
-
-bool include_usage(const json& body) {
-  return body.contains("stream_options") && body["stream_options"].is_object() &&
-         body["stream_options"].value("include_usage", false);
-}
+const char* openai_finish_reason(FinishReason r) { return r == FinishReason::Length ? "length" : "stop"; }
 
 json usage_json(const RequestEvent& f) {
   return {{"prompt_tokens", f.prompt_tokens},
@@ -91,191 +30,176 @@ json usage_json(const RequestEvent& f) {
           {"total_tokens", f.prompt_tokens + f.generated_tokens}};
 }
 
-// The model's chat template when it has one; otherwise the default
-// (documented in the README): each message as a speaker's part in a play,
-// then the assistant's cue.
-std::string render_chat(const Server& server, const json& messages) {
-  if (!messages.is_array() || messages.empty())
-    throw validation_error("`messages` must be a non-empty list");
-  std::string prompt;
-  json normalized = json::array();
-  for (const json& m : messages) {
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-      throw validation_error("every message needs a string `role`");
-    std::string content;
-    if (m.contains("content") && m["content"].is_string()) {
-      content = m["content"].get<std::string>();
-    } else if (m.contains("content") && m["content"].is_array()) {
-      for (const json& part : m["content"])
-        if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
-          content += part["text"].get<std::string>();
-    } else if (!(m.contains("content") && m["content"].is_null())) {
-      throw validation_error("every message needs a string `content`");
-    }
-    normalized.push_back({{"role", m["role"]}, {"content", content}});
-    std::string role = m["role"].get<std::string>();
-    for (char& c : role) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    prompt += role + ":\n" + content + "\n\n";
-  }
-  const ModelChatTemplate& t = server.chat_template();
-  if (t.tmpl) {
-    try {
-      return t.tmpl->render({{"messages", normalized}, {"add_generation_prompt", true},
-                             {"bos_token", t.bos_token}, {"eos_token", t.eos_token}});
-    } catch (const Error& e) {
-      throw validation_error(e.what());
-    }
-  }
-  return prompt + "ASSISTANT:\n";
-}
+// How an endpoint shapes its choices.
+struct ChoiceShape {
+  const char* id_prefix;
+  const char* object;        // whole response
+  const char* chunk_object;  // streamed chunk
+  // The one choice of a whole response.
+  std::function<json(const Collected&)> whole;
+  // The choices of the chunks one event becomes (the finish chunk included).
+  std::function<std::vector<json>(const RequestEvent&)> stream;
+};
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-void completions(Server& server, const httplib::Request& req, httplib::Response& res) {
-  const json body = parse_json_body(req.body);
-  if (!body.is_object()) throw validation_error("the request body must be a JSON object");
-  std::string prompt;
-  if (body.contains("prompt") && body["prompt"].is_string()) {
-    prompt = body["prompt"].get<std::string>();
-  } else if (body.contains("prompt") && body["prompt"].is_array() && body["prompt"].size() == 1 &&
-             body["prompt"][0].is_string()) {
-    prompt = body["prompt"][0].get<std::string>();
-  } else {
-    throw validation_error("`prompt` must be a string (or a list of one string)");
-  }
-  GenerationRequest request;
-  request.params = openai_sampling(body, "max_tokens", 16);
-  const bool echo = body.value("echo", false);
-  request.prompt = tokenize_prompt(server.engine().tokenizer(), prompt, std::nullopt);
-  const std::string id = "cmpl-" + std::to_string(g_next_id++);
+void run(Server& server, const HttpRequest& req, HttpResponse& res, OpenAiCall call, ChoiceShape shape) {
+  const std::string id = shape.id_prefix + std::to_string(g_next_id++);
   const std::string model = server.options().model_id;
   const int64_t created = unix_time();
-  auto handle = submit_or_throw(server.engine(), std::move(request));
-  if (!stream_requested(body)) {
-    const Collected c = collect(*handle);
-    json choice = {{"index", 0},
-                   {"text", (echo ? prompt : "") + c.final_event.generated_text},
-                   {"logprobs", nullptr},
-                   {"finish_reason", openai_finish_reason(c.final_event.finish_reason)}};
-    reply_json(res, {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
-                     {"choices", json::array({choice})}, {"usage", usage_json(c.final_event)}});
+  auto handle = submit_or_throw(server.engine(), std::move(call.request));
+  if (!call.stream) {
+    const Collected c = collect(*handle, req);
+    record_access(res, c.final_event);
+    reply_json(res, {{"id", id},
+                     {"object", shape.object},
+                     {"created", created},
+                     {"model", model},
+                     {"choices", json::array({shape.whole(c)})},
+                     {"usage", usage_json(c.final_event)}});
     return;
   }
-  const bool usage = include_usage(body);
-  auto chunk = [id, model, created](const std::string& text, const json& finish) {
-    return json({{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
-                 {"choices", json::array({{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}}})}});
+  const bool usage = call.include_usage;
+  auto chunk = [id, model, created, object = shape.chunk_object](json choices) {
+    return json({{"id", id}, {"object", object}, {"created", created}, {"model", model}, {"choices", choices}});
   };
-  const std::string first = echo ? prompt : "";
-  auto sent_echo = std::make_shared<bool>(first.empty());
-  stream_events(res, handle, [=](const RequestEvent& e) {
+  stream_events(res, handle, [chunk, usage, shape](const RequestEvent& e) {
     std::vector<std::string> out;
-    if (!*sent_echo) {
-      out.push_back(dump(chunk(first, nullptr)));
-      *sent_echo = true;
-    }
     if (e.kind == RequestEvent::Kind::Failed) {
-      out.push_back(dump({{"error", {{"message", e.error}, {"type", "generation"}}}}));
-    } else if (e.kind == RequestEvent::Kind::Token) {
-      if (!e.token.special && !e.token.text.empty()) out.push_back(dump(chunk(e.token.text, nullptr)));
-    } else {
-      json last = chunk("", openai_finish_reason(e.finish_reason));
-      out.push_back(dump(last));
-      if (usage) {
-        json u = chunk("", nullptr);
-        u["choices"] = json::array();
-        u["usage"] = usage_json(e);
-        out.push_back(dump(u));
-      }
+      out.push_back(dump({{"error", {{"message", e.error}, {"type", e.error_type}}}}));
+      return out;
+    }
+    for (json& choice : shape.stream(e)) out.push_back(dump(chunk(json::array({std::move(choice)}))));
+    if (e.kind == RequestEvent::Kind::Finished && usage) {
+      json u = chunk(json::array());
+      u["usage"] = usage_json(e);
+      out.push_back(dump(u));
     }
     return out;
   }, "[DONE]");
 }
 
-void chat_completions(Server& server, const httplib::Request& req, httplib::Response& res) {
-  const json body = parse_json_body(req.body);
-  if (!body.is_object()) throw validation_error("the request body must be a JSON object");
-  if (!body.contains("messages")) throw validation_error("`messages` is required");
-  const std::string prompt = render_chat(server, body["messages"]);
-  GenerationRequest request;
-  request.params = openai_sampling(body, "max_completion_tokens", 256);
-  if (body.value("logprobs", false)) {
-    request.params.top_n_tokens = 0;
-    if (body.contains("top_logprobs") && body["top_logprobs"].is_number_integer())
-      request.params.top_n_tokens = body["top_logprobs"].get<int>();
-    if (request.params.top_n_tokens < 0 || request.params.top_n_tokens > 10)
-      throw validation_error("`top_logprobs` must be between 0 and 10");
+// ---- /v1/completions ----
+
+// The legacy logprobs object for some tokens, text offsets counted from `offset`.
+json completion_logprobs(const std::vector<const TokenInfo*>& tokens, const std::vector<const GeneratedToken*>& alts,
+                         size_t offset) {
+  json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+              {"text_offset", json::array()}};
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const TokenInfo& t = *tokens[i];
+    out["tokens"].push_back(t.text);
+    out["token_logprobs"].push_back(t.logprob ? json(*t.logprob) : json(nullptr));
+    if (alts[i]) {
+      json top = json::object();
+      for (const TokenInfo& a : alts[i]->top_tokens) top[a.text] = *a.logprob;
+      out["top_logprobs"].push_back(top);
+    } else {
+      out["top_logprobs"].push_back(nullptr);
+    }
+    out["text_offset"].push_back(offset);
+    offset += t.text.size();
   }
-  const bool logprobs = body.value("logprobs", false);
-  request.prompt = tokenize_prompt(server.engine().tokenizer(), prompt, std::nullopt);
-  const std::string id = "chatcmpl-" + std::to_string(g_next_id++);
-  const std::string model = server.options().model_id;
-  const int64_t created = unix_time();
-  auto handle = submit_or_throw(server.engine(), std::move(request));
-  auto token_logprob = [](const GeneratedToken& t) {
-    json top = json::array();
-    for (const TokenInfo& alt : t.top_tokens) top.push_back({{"token", alt.text}, {"logprob", *alt.logprob}});
-    return json({{"token", t.text}, {"logprob", *t.logprob}, {"top_logprobs", top}});
+  return out;
+}
+
+void completions(Server& server, const HttpRequest& req, HttpResponse& res) {
+  OpenAiCall call = parse_completions_body(req.body, server.engine().tokenizer());
+  const std::string echoed = call.echo ? call.prompt : "";
+  const int logprobs = call.logprobs;
+  ChoiceShape shape{"cmpl-", "text_completion", "text_completion", nullptr, nullptr};
+  shape.whole = [echoed, logprobs](const Collected& c) {
+    const RequestEvent& f = c.final_event;
+    json choice = {{"index", 0}, {"text", echoed + f.generated_text}, {"logprobs", nullptr},
+                   {"finish_reason", openai_finish_reason(f.finish_reason)}};
+    if (logprobs >= 0) {
+      std::vector<const TokenInfo*> tokens;
+      std::vector<const GeneratedToken*> alts;
+      for (const TokenInfo& t : f.prefill) tokens.push_back(&t), alts.push_back(nullptr);
+      for (const GeneratedToken& t : c.tokens) tokens.push_back(&t), alts.push_back(&t);
+      choice["logprobs"] = completion_logprobs(tokens, alts, 0);
+    }
+    return choice;
   };
-  if (!stream_requested(body)) {
-    const Collected c = collect(*handle);
+  auto sent_echo = std::make_shared<bool>(echoed.empty());
+  auto offset = std::make_shared<size_t>(echoed.size());
+  shape.stream = [echoed, logprobs, sent_echo, offset](const RequestEvent& e) {
+    std::vector<json> out;
+    auto choice = [](const std::string& text, json logprobs_json, json finish) {
+      return json({{"index", 0}, {"text", text}, {"logprobs", logprobs_json}, {"finish_reason", finish}});
+    };
+    if (!*sent_echo) {
+      out.push_back(choice(echoed, nullptr, nullptr));
+      *sent_echo = true;
+    }
+    if (e.kind == RequestEvent::Kind::Token) {
+      if (e.token.special || e.token.text.empty()) return out;
+      json lp = logprobs >= 0 ? completion_logprobs({&e.token}, {&e.token}, *offset) : json(nullptr);
+      *offset += e.token.text.size();
+      out.push_back(choice(e.token.text, lp, nullptr));
+    } else {
+      out.push_back(choice("", nullptr, openai_finish_reason(e.finish_reason)));
+    }
+    return out;
+  };
+  run(server, req, res, std::move(call), shape);
+}
+
+// ---- /v1/chat/completions ----
+
+json chat_token_logprob(const GeneratedToken& t) {
+  json top = json::array();
+  for (const TokenInfo& alt : t.top_tokens) top.push_back({{"token", alt.text}, {"logprob", *alt.logprob}});
+  return json({{"token", t.text}, {"logprob", *t.logprob}, {"top_logprobs", top}});
+}
+
+void chat_completions(Server& server, const HttpRequest& req, HttpResponse& res) {
+  OpenAiCall call = parse_chat_body(req.body, server.engine().tokenizer(), server.chat_template());
+  const bool logprobs = call.chat_logprobs;
+  ChoiceShape shape{"chatcmpl-", "chat.completion", "chat.completion.chunk", nullptr, nullptr};
+  shape.whole = [logprobs](const Collected& c) {
     json choice = {{"index", 0},
                    {"message", {{"role", "assistant"}, {"content", c.final_event.generated_text}}},
+                   {"logprobs", nullptr},
                    {"finish_reason", openai_finish_reason(c.final_event.finish_reason)}};
     if (logprobs) {
       json content = json::array();
-      for (const GeneratedToken& t : c.tokens) content.push_back(token_logprob(t));
+      for (const GeneratedToken& t : c.tokens) content.push_back(chat_token_logprob(t));
       choice["logprobs"] = {{"content", content}};
-    } else {
-      choice["logprobs"] = nullptr;
     }
-    reply_json(res, {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model},
-                     {"choices", json::array({choice})}, {"usage", usage_json(c.final_event)}});
-    return;
-  }
-  const bool usage = include_usage(body);
-  auto chunk = [id, model, created](const json& delta, const json& finish) {
-    return json({{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
-                 {"choices", json::array({{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", finish}}})}});
+    return choice;
   };
   auto started = std::make_shared<bool>(false);
-  stream_events(res, handle, [=](const RequestEvent& e) {
-    std::vector<std::string> out;
+  shape.stream = [logprobs, started](const RequestEvent& e) {
+    std::vector<json> out;
+    auto choice = [](json delta, json finish) {
+      return json({{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", finish}});
+    };
     if (!*started) {
-      out.push_back(dump(chunk({{"role", "assistant"}, {"content", ""}}, nullptr)));
+      out.push_back(choice({{"role", "assistant"}, {"content", ""}}, nullptr));
       *started = true;
     }
-    if (e.kind == RequestEvent::Kind::Failed) {
-      out.push_back(dump({{"error", {{"message", e.error}, {"type", "generation"}}}}));
-    } else if (e.kind == RequestEvent::Kind::Token) {
-      if (!e.token.special && !e.token.text.empty()) {
-        json c = chunk({{"content", e.token.text}}, nullptr);
-        if (logprobs) c["choices"][0]["logprobs"] = {{"content", json::array({token_logprob(e.token)})}};
-        out.push_back(dump(c));
-      }
+    if (e.kind == RequestEvent::Kind::Token) {
+      if (e.token.special || e.token.text.empty()) return out;
+      json c = choice({{"content", e.token.text}}, nullptr);
+      if (logprobs) c["logprobs"] = {{"content", json::array({chat_token_logprob(e.token)})}};
+      out.push_back(c);
     } else {
-      out.push_back(dump(chunk(json::object(), openai_finish_reason(e.finish_reason))));
-      if (usage) {
-        json u = chunk(json::object(), nullptr);
-        u["choices"] = json::array();
-        u["usage"] = usage_json(e);
-        out.push_back(dump(u));
-      }
+      out.push_back(choice(json::object(), openai_finish_reason(e.finish_reason)));
     }
     return out;
-  }, "[DONE]");
+  };
+  run(server, req, res, std::move(call), shape);
 }
 
 }  // namespace
 
-void install_openai_routes(httplib::Server& http, Server& server) {
-  http.Post("/v1/completions", [&server](const httplib::Request& req, httplib::Response& res) {
+void install_openai_routes(Router& router, Server& server) {
+  router.post("/v1/completions", [&server](const HttpRequest& req, HttpResponse& res) {
     guarded(res, [&] { completions(server, req, res); });
   });
-  http.Post("/v1/chat/completions", [&server](const httplib::Request& req, httplib::Response& res) {
+  router.post("/v1/chat/completions", [&server](const HttpRequest& req, HttpResponse& res) {
     guarded(res, [&] { chat_completions(server, req, res); });
   });
-  http.Get("/v1/models", [&server](const httplib::Request&, httplib::Response& res) {
+  router.get("/v1/models", [&server](const HttpRequest&, HttpResponse& res) {
     reply_json(res, {{"object", "list"},
                      {"data", json::array({{{"id", server.options().model_id},
                                             {"object", "model"},

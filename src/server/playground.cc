@@ -1,7 +1,5 @@
 // GET /: a small self-contained page to try the model. It streams from
 // /generate_stream and shows tokens as they arrive, with tokens/s.
-#include <httplib.h>
-
 #include "server/server.h"
 
 namespace flashneox {
@@ -128,8 +126,11 @@ $('prompt').addEventListener('keydown', (e) => { if (e.key === 'Enter' && (e.ctr
 
 }  // namespace
 
-void install_playground_route(httplib::Server& http) {
-  http.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content(kPage, "text/html; charset=utf-8"); });
+void install_playground_route(Router& router) {
+  router.get("/", [](const HttpRequest&, HttpResponse& res) {
+    res.content_type = "text/html; charset=utf-8";
+    res.body = kPage;
+  });
 }
 
 }  // namespace flashneox

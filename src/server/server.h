@@ -8,22 +8,18 @@
 
 #include "engine/engine.h"
 #include "server/chat_template.h"
-
-namespace httplib {
-class Server;
-class Request;
-class Response;
-}  // namespace httplib
+#include "server/http/http_server.h"
+#include "server/http/router.h"
 
 namespace flashneox {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
-  std::string api_key;            // empty: no authentication
-  size_t max_body_bytes = 1 << 20;  // larger bodies get 413
-  std::string model_id;           // reported by /info and /v1/models
-  int http_threads = 0;           // 0: max_concurrent_requests + 16
+  std::string api_key;              // empty: no authentication
+  std::string model_id;             // reported by /info and /v1/models
+  HttpLimits http;                  // 0 handler threads: max_concurrent_requests + 16
+  AccessLogFormat access_log = AccessLogFormat::Text;
 };
 
 class Server {
@@ -33,27 +29,35 @@ class Server {
 
   // Binds; returns the port (useful with port 0). Throws Error when it cannot.
   int bind();
-  void serve();  // blocks until stop()
-  void stop();
+  void start();  // the engine loop and the HTTP threads; returns at once
+  // Graceful stop: no new connections or requests; running requests get up to
+  // `timeout_s` to finish, then end (streams with an error event, others with
+  // a 503); the engine stops last.
+  void shutdown(double timeout_s);
 
   Engine& engine() { return engine_; }
   // The model's tokenizer_config.json chat template, if it has one we can run.
   const ModelChatTemplate& chat_template() const { return chat_template_; }
   const ServerOptions& options() const { return options_; }
+  const Router& router() const { return router_; }
 
  private:
   void install_routes();
 
   Engine& engine_;
   ServerOptions options_;
-  std::unique_ptr<httplib::Server> http_;
+  Router router_;
+  std::unique_ptr<HttpServer> http_;
   ModelChatTemplate chat_template_;
 };
 
 // Route groups, each in its own file.
-void install_generate_routes(httplib::Server& http, Server& server);
-void install_openai_routes(httplib::Server& http, Server& server);
-void install_service_routes(httplib::Server& http, Server& server);
-void install_playground_route(httplib::Server& http);
+void install_generate_routes(Router& router, Server& server);
+void install_openai_routes(Router& router, Server& server);
+void install_service_routes(Router& router, Server& server);
+void install_playground_route(Router& router);
+
+// Compares in time that depends only on the lengths (for secrets).
+bool constant_time_equals(const std::string& a, const std::string& b);
 
 }  // namespace flashneox

@@ -1,7 +1,5 @@
 // Service routes: GET /health, GET /info (LoRAX's fields), GET /metrics
 // (Prometheus text) and POST /tokenize (ids with text and byte offsets).
-#include <httplib.h>
-
 #include "server/generate_params.h"
 #include "server/http_util.h"
 #include "server/server.h"
@@ -45,15 +43,15 @@ std::string render_metrics(const Engine& engine) {
 
 }  // namespace
 
-void install_service_routes(httplib::Server& http, Server& server) {
-  http.Get("/health", [](const httplib::Request&, httplib::Response& res) { reply_json(res, json::object()); });
-  http.Get("/info", [&server](const httplib::Request&, httplib::Response& res) {
+void install_service_routes(Router& router, Server& server) {
+  router.get("/health", [](const HttpRequest&, HttpResponse& res) { reply_json(res, json::object()); });
+  router.get("/info", [&server](const HttpRequest&, HttpResponse& res) {
     const Engine& e = server.engine();
     const EngineOptions& o = e.options();
     reply_json(res, {{"model_id", server.options().model_id},
                      {"model_sha", nullptr},
                      {"model_dtype", dtype_name(e.model().weights().dtype)},
-                     {"model_device_type", "cpu"},
+                     {"model_device_type", e.model().backend_name()},
                      {"model_pipeline_tag", "text-generation"},
                      {"max_concurrent_requests", o.max_concurrent_requests},
                      {"max_best_of", 1},
@@ -72,10 +70,11 @@ void install_service_routes(httplib::Server& http, Server& server) {
                      {"sha", nullptr},
                      {"docker_label", nullptr}});
   });
-  http.Get("/metrics", [&server](const httplib::Request&, httplib::Response& res) {
-    res.set_content(render_metrics(server.engine()), "text/plain; version=0.0.4");
+  router.get("/metrics", [&server](const HttpRequest&, HttpResponse& res) {
+    res.content_type = "text/plain; version=0.0.4";
+    res.body = render_metrics(server.engine());
   });
-  http.Post("/tokenize", [&server](const httplib::Request& req, httplib::Response& res) {
+  router.post("/tokenize", [&server](const HttpRequest& req, HttpResponse& res) {
     guarded(res, [&] {
       const json body = parse_json_body(req.body);
       if (!body.is_object() || !body.contains("inputs") || !body["inputs"].is_string())

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "tokenizer/byte_level.h"
 
 namespace flashneox {
@@ -78,11 +79,7 @@ bool is_word_char(char32_t cp) { return cp == '_' || is_letter(cp) || is_number(
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(concat("cannot open tokenizer ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return from_json_text(text.str(), path);
+  return from_json_text(read_regular_file(path, size_t{256} << 20), path);
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::from_json_text(const std::string& text,
