@@ -66,5 +66,32 @@ TEST(ChatTemplate, UnsupportedSyntaxIsAClearError) {
   EXPECT_THROW(ChatTemplate("{{ x | frobnicate }}").render(json::object()), Error);
 }
 
+// What the parser says of a template it refuses (empty when it parses).
+std::string refusal(const std::string& source) {
+  try {
+    ChatTemplate t(source);
+    return "";
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+
+TEST(ChatTemplate, DeepNestingIsRefusedNotACrash) {
+  // 100,000 parentheses or blocks would overflow the stack of a recursive parser.
+  const int n = 100000;
+  EXPECT_NE(refusal("{{ " + std::string(n, '(') + "1" + std::string(n, ')') + " }}").find("nests deeper"),
+            std::string::npos);
+  std::string blocks;
+  for (int i = 0; i < n; ++i) blocks += "{% if x %}";
+  EXPECT_NE(refusal(blocks).find("nest deeper"), std::string::npos);
+  // Within the limit it works.
+  EXPECT_EQ(ChatTemplate("{{ " + std::string(30, '(') + "1" + std::string(30, ')') + " }}").render(json::object()), "1");
+}
+
+TEST(ChatTemplate, HugeIntegerLiteralSaysSo) {
+  EXPECT_NE(refusal("{{ 99999999999999999999999 }}").find("integer literal 99999999999999999999999 is too large"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace flashneox

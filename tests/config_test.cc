@@ -79,5 +79,16 @@ TEST(Config, RefusalsNameTheField) {
   expect_error_naming("{not json", "not valid JSON");
 }
 
+TEST(Config, IntegersAreRangeCheckedNotTruncated) {
+  // 2^32 + 5 must not become 5.
+  expect_error_naming(with(R"("max_position_embeddings":4294967301)"), "max_position_embeddings");
+  expect_error_naming(with(R"("max_position_embeddings":18446744073709551615)"), "max_position_embeddings");
+  expect_error_naming(with(R"("eos_token_id":100)"), "eos_token_id");  // outside the vocabulary
+  expect_error_naming(with(R"("eos_token_id":-1)"), "eos_token_id");
+  expect_error_naming(R"({"vocab_size":4294967396,"hidden_size":64,"num_attention_heads":4,
+    "num_hidden_layers":2,"intermediate_size":256})", "vocab_size");
+  EXPECT_EQ(ModelConfig::from_json_text(with(R"("max_position_embeddings":4096)"), "c").max_position_embeddings, 4096);
+}
+
 }  // namespace
 }  // namespace flashneox

@@ -4,7 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "engine/engine.h"
@@ -275,6 +279,95 @@ TEST(Engine, PromptLogprobsMatchTheReferenceLogits) {
   EXPECT_EQ(out.tokens[0], ref.greedy[2][0]);
   EXPECT_NEAR(out.logprobs[0],
               Sampler::logprob_of(logits.data() + (r.prompt.size() - 1) * vocab, vocab, out.tokens[0]), 1e-3);
+}
+
+TEST(Engine, NanLogitsFailTheRequestNotTheEngine) {
+  // A copy of the bundled model with one NaN in the final layer norm: every
+  // row's logits become NaN. The request fails with a clear error, its blocks
+  // come back, and the engine goes on.
+  namespace fs = std::filesystem;
+  const std::string dir = testing::make_temp_dir("nan-model");
+  for (const char* f : {"config.json", "tokenizer.json"})
+    fs::copy_file(testing::bundled_model() + "/" + f, dir + "/" + f);
+  std::ifstream in(testing::bundled_model() + "/model.safetensors", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  uint64_t len;
+  std::memcpy(&len, bytes.data(), 8);
+  const auto header = nlohmann::json::parse(bytes.substr(8, len));
+  const auto& entry = header["gpt_neox.final_layer_norm.weight"];
+  ASSERT_EQ(entry["dtype"], "F16");
+  const uint16_t f16_nan = 0x7e00;
+  std::memcpy(&bytes[8 + len + entry["data_offsets"][0].get<size_t>()], &f16_nan, 2);
+  std::ofstream(dir + "/model.safetensors", std::ios::binary) << bytes;
+
+  EngineOptions options;
+  options.kv_cache_bytes = 16u << 20;
+  options.max_total_tokens = 256;
+  Engine engine(GptNeoxModel::load(dir), shakespeare_tokenizer(), options);
+  const int total = engine.stats().kv_blocks_total;
+  GenerationRequest r;
+  r.prompt = shakespeare_tokenizer()->encode("ROMEO:");
+  r.params.max_new_tokens = 5;
+  auto handle = engine.submit(r);
+  engine.run_until_idle();
+  const Outcome out = drain(*handle);
+  EXPECT_TRUE(out.tokens.empty());  // nothing sampled from garbage
+  RequestEvent last;
+  auto again = engine.submit(r);
+  engine.run_until_idle();
+  while (again->next(last, std::chrono::milliseconds(0))) {
+  }
+  EXPECT_EQ(last.kind, RequestEvent::Kind::Failed);
+  EXPECT_NE(last.error.find("NaN or infinite logits"), std::string::npos) << last.error;
+  EXPECT_EQ(last.error_status, 500);
+  EXPECT_EQ(engine.stats().kv_blocks_free, total);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, AbortAllEndsEveryRequestWith503AndRefusesNewOnes) {
+  auto engine = make_engine();
+  const int total = engine->stats().kv_blocks_total;
+  GenerationRequest r;
+  r.prompt = shakespeare_tokenizer()->encode("ROMEO:");
+  r.params.max_new_tokens = 100;
+  auto running = engine->submit(r);
+  engine->step();
+  auto waiting = engine->submit(r);
+  engine->abort_all("shutting down");
+  for (auto* h : {running.get(), waiting.get()}) {
+    RequestEvent e, last;
+    while (h->next(e, std::chrono::milliseconds(0))) last = e;
+    EXPECT_EQ(last.kind, RequestEvent::Kind::Failed);
+    EXPECT_EQ(last.error_status, 503);
+    EXPECT_EQ(last.error, "shutting down");
+  }
+  EXPECT_THROW(engine->submit(r), ShuttingDownError);
+  EXPECT_EQ(engine->stats().kv_blocks_free, total);
+}
+
+TEST(Sampler, AnyPositiveTemperatureIsFiniteAndTinyOnesAreGreedy) {
+  // 1e-300 once overflowed to inf - inf = NaN and picked the last token.
+  const std::vector<float> base = {1.0f, 3.0f, 2.0f, 0.5f, 2.9f, -1.0f};
+  TokenCounts none;
+  std::mt19937_64 rng(3);
+  for (double t : {1e-300, 1e-30, 1e-8}) {
+    for (int i = 0; i < 20; ++i) {
+      SamplingParams p;
+      p.do_sample = true;
+      p.temperature = t;
+      p.top_n_tokens = 2;
+      std::vector<float> l = base;
+      const TokenChoice c = Sampler::choose(l.data(), 6, p, none, rng);
+      EXPECT_EQ(c.id, 1) << t;
+      EXPECT_EQ(c.logprob, 0.0f);
+      for (const auto& [id, lp] : c.top) EXPECT_FALSE(std::isnan(lp));
+    }
+  }
+  SamplingParams huge;  // a huge temperature is uniform, still finite
+  huge.temperature = 1e300;
+  std::vector<float> l = base;
+  const TokenChoice c = Sampler::choose(l.data(), 6, huge, none, rng);
+  EXPECT_NEAR(c.logprob, -std::log(6.0f), 1e-5);
 }
 
 TEST(Sampler, FiltersAndSeeds) {

@@ -2,7 +2,10 @@
 // names the file and the tensor: never a crash or an out-of-bounds read.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <cstring>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -151,6 +154,63 @@ TEST_F(DamagedCheckpoint, MissingDirectoryAndFiles) {
   expect_load_error({"no model.safetensors"});
   fs::remove(dir_ + "/config.json");
   expect_load_error({"config.json"});
+}
+
+TEST_F(DamagedCheckpoint, DuplicateTensorName) {
+  // JSON keeps the last of two equal keys; the loader must refuse instead.
+  std::string text = header_.dump();
+  const std::string key = "\"gpt_neox.final_layer_norm.bias\":";
+  const size_t at = text.find(key);
+  ASSERT_NE(at, std::string::npos);
+  const size_t end = text.find('}', at) + 1;
+  text.insert(1, text.substr(at, end - at) + ",");
+  uint64_t len = text.size();
+  write_raw(std::string(reinterpret_cast<const char*>(&len), 8) + text + data_);
+  expect_load_error({"model.safetensors", "gpt_neox.final_layer_norm.bias", "appears twice"});
+}
+
+TEST_F(DamagedCheckpoint, ExtraLayersTheConfigDoesNotDescribe) {
+  // The config says one layer fewer than the file holds.
+  write_raw(original_);
+  json config = json::parse(read_all(dir_ + "/config.json"));
+  config["num_hidden_layers"] = config["num_hidden_layers"].get<int>() - 1;
+  std::ofstream(dir_ + "/config.json") << config.dump();
+  const std::string last = "gpt_neox.layers." + std::to_string(config["num_hidden_layers"].get<int>()) + ".";
+  expect_load_error({"does not describe", last, "layers"});
+}
+
+TEST_F(DamagedCheckpoint, NanWeightsAreFoundByTheCheck) {
+  // One NaN in a layer norm weight: loads as is, refused with check_weights.
+  json h = header_;
+  const auto& entry = h["gpt_neox.layers.0.input_layernorm.weight"];
+  ASSERT_EQ(entry["dtype"], "F32");
+  std::string data = data_;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(&data[entry["data_offsets"][0].get<size_t>() + 8], &nan, 4);
+  const std::string text = h.dump();
+  uint64_t len = text.size();
+  write_raw(std::string(reinterpret_cast<const char*>(&len), 8) + text + data);
+  EXPECT_NO_THROW(GptNeoxModel::load(dir_));
+  LoadOptions check;
+  check.check_weights = true;
+  try {
+    GptNeoxModel::load(dir_, nullptr, check);
+    FAIL() << "loading succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gpt_neox.layers.0.input_layernorm.weight"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("flat index 2"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(DamagedCheckpoint, FifoInPlaceOfAFileIsRefusedWithoutBlocking) {
+  // Opening a FIFO for reading would wait forever for a writer.
+  ASSERT_EQ(::mkfifo((dir_ + "/model.safetensors").c_str(), 0600), 0);
+  expect_load_error({"model.safetensors", "not a regular file"});
+  fs::remove(dir_ + "/model.safetensors");
+  write_raw(original_);
+  fs::remove(dir_ + "/config.json");
+  ASSERT_EQ(::mkfifo((dir_ + "/config.json").c_str(), 0600), 0);
+  expect_load_error({"config.json", "not a regular file"});
 }
 
 TEST(Safetensors, ShardedIndexWithAMissingShardFails) {

@@ -114,6 +114,31 @@ TEST(Tokenizer, InvalidInputIsAClearError) {
   EXPECT_THROW(Tokenizer::from_json_text(R"({"model":{"type":"Unigram"}, "pre_tokenizer":{"type":"ByteLevel"}})", "x.json"), Error);
 }
 
+// A minimal byte-level BPE tokenizer.json with one added token of id `id`.
+std::string tiny_tokenizer(const std::string& id) {
+  return R"({"model":{"type":"BPE","vocab":{"a":0,"b":1},"merges":[]},"pre_tokenizer":{"type":"ByteLevel"},
+    "added_tokens":[{"id":)" + id + R"(,"content":"<x>","special":true}]})";
+}
+
+TEST(Tokenizer, IdsAreBoundedAndSparseIdsStaySmall) {
+  // An id of 2^26 (or 2^31 - 1) once asked for gigabytes; now it is refused.
+  for (const std::string id : {"67108864", "2147483647", "4294967298", "-3", "1.5"}) {
+    try {
+      Tokenizer::from_json_text(tiny_tokenizer(id), "t.json");
+      FAIL() << "id " << id << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("<x>"), std::string::npos) << e.what();
+    }
+  }
+  // The largest allowed id works, and costs one entry, not 16 million.
+  const auto t = Tokenizer::from_json_text(tiny_tokenizer(std::to_string(Tokenizer::kMaxTokenId)), "t.json");
+  EXPECT_EQ(t->vocab_size(), Tokenizer::kMaxTokenId + 1);
+  EXPECT_EQ(t->encode("a<x>"), (std::vector<int32_t>{0, Tokenizer::kMaxTokenId}));
+  EXPECT_EQ(t->decode({Tokenizer::kMaxTokenId, 1}), "<x>b");
+  EXPECT_EQ(t->decode({5}), "");  // an id in range that no token has
+  EXPECT_TRUE(t->is_special(Tokenizer::kMaxTokenId));
+}
+
 TEST(Tokenizer, OffsetsPointIntoTheInput) {
   const std::string text = "Hello, world<|endoftext|>  x";
   const Encoding e = neox_tokenizer().encode_with_offsets(text);

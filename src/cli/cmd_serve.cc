@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/model_flags.h"
+#include "core/allocator.h"
 #include "core/error.h"
 #include "core/memory_size.h"
 #include "server/server.h"
@@ -60,6 +61,7 @@ int run_serve(int argc, char** argv) {
   options.access_log = args.has("--no-access-log") ? AccessLogFormat::Off
                                                    : parse_access_log_format(args.get("--log-format", "text"));
   const EngineOptions engine_options = engine_options_from_flags(args);
+  configure_allocator_for_server();
   LoadedModel loaded = load_model_from_flags(args);
   options.model_id = args.get("--model-id", std::filesystem::path(loaded.model->directory()).filename().string());
   const ModelConfig& c = loaded.model->config();

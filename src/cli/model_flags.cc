@@ -60,6 +60,10 @@ LoadedModel load_model_from_flags(const Args& args) {
   if (!std::filesystem::exists(tokenizer_path))
     throw Error(concat(dir, ": no tokenizer.json beside the model"));
   loaded.tokenizer = Tokenizer::from_file(tokenizer_path);
+  const int32_t vocab = loaded.model->config().vocab_size;
+  if (loaded.tokenizer->vocab_size() > vocab)
+    throw Error(concat(tokenizer_path, ": has token ids up to ", loaded.tokenizer->vocab_size() - 1,
+                       " but config.json's vocab_size is ", vocab));
   return loaded;
 }
 

@@ -24,7 +24,7 @@ struct Reader {
   int positive_int(const std::string& field) const {
     if (!root.contains(field)) throw fail(field, "is missing");
     const json& v = root[field];
-    if (!v.is_number_integer() || v.is_number_unsigned() && v.get<uint64_t>() > (1u << 30) ||
+    if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > (1u << 30)) ||
         v.get<int64_t>() <= 0 || v.get<int64_t>() > (1 << 30))
       throw fail(field, concat("must be a positive integer up to 2^30; got ", v.dump()));
     return v.get<int>();

@@ -30,6 +30,7 @@ size_t count_non_finite(const TensorView& view, size_t* first) {
 }
 
 struct Loader {
+  Loader(const Checkpoint& c, Backend& b, const LoadOptions& o) : ckpt(c), backend(b), options(o) {}
   const Checkpoint& ckpt;
   Backend& backend;
   const LoadOptions& options;

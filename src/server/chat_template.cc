@@ -27,6 +27,8 @@ struct Expr {
   std::vector<ExprPtr> args; // operands
 };
 
+constexpr int kMaxDepth = 64;  // nesting of expressions and of blocks
+
 class ExprParser {
  public:
   explicit ExprParser(const std::string& text) : s_(text) {}
@@ -80,6 +82,12 @@ class ExprParser {
     return e;
   }
   ExprPtr parse_or() {
+    // Every nested expression passes here: bound the recursion.
+    if (++depth_ > kMaxDepth) fail(concat("expression nests deeper than ", kMaxDepth, " levels"));
+    struct Leave {
+      int& d;
+      ~Leave() { --d; }
+    } leave{depth_};
     ExprPtr left = parse_and();
     while (keyword("or")) left = make(Expr::Binary, "or", {left, parse_and()});
     return left;
@@ -215,7 +223,9 @@ class ExprParser {
       size_t end = i_;
       while (end < s_.size() && std::isdigit(static_cast<unsigned char>(s_[end]))) ++end;
       auto e = make(Expr::Literal, "", {});
-      e->value = std::stoll(s_.substr(i_, end - i_));
+      const std::string digits = s_.substr(i_, end - i_);
+      if (digits.size() > 18) fail("integer literal " + digits.substr(0, 24) + (digits.size() > 24 ? "..." : "") + " is too large");
+      e->value = std::stoll(digits);
       i_ = end;
       return e;
     }
@@ -240,6 +250,7 @@ class ExprParser {
 
   std::string s_;
   size_t i_ = 0;
+  int depth_ = 0;
 };
 
 bool truthy(const json& v) {
@@ -494,6 +505,11 @@ class TemplateParser {
  private:
   // Parses until one of `stops` (returned in `stopped_by`, with its statement).
   NodePtr block(const std::vector<std::string>& stops, std::string& stopped_by) {
+    if (++depth_ > kMaxDepth) throw Error(concat("chat template: blocks nest deeper than ", kMaxDepth, " levels"));
+    struct Leave {
+      int& d;
+      ~Leave() { --d; }
+    } leave{depth_};
     auto node = std::make_shared<ChatTemplate::Node>();
     while (pos_ < t_.size()) {
       const Token& tok = t_[pos_++];
@@ -568,6 +584,7 @@ class TemplateParser {
   std::vector<Token> t_;
   size_t pos_ = 0;
   std::string last_statement_;
+  int depth_ = 0;
 };
 
 void render_node(const ChatTemplate::Node& n, Scope& scope, std::string& out) {

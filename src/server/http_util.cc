@@ -51,13 +51,11 @@ Collected collect(RequestHandle& handle, const HttpRequest& req) {
   RequestEvent e;
   bool cancelled = false;
   for (;;) {
-    if (!handle.next(e, std::chrono::milliseconds(50))) {
-      if (!cancelled && req.client_gone()) {
-        handle.cancel();  // the engine ends it at its next step and frees its blocks
-        cancelled = true;
-      }
-      continue;
+    if (!cancelled && req.client_gone()) {
+      handle.cancel();  // the engine ends it at its next step and frees its blocks
+      cancelled = true;
     }
+    if (!handle.next(e, std::chrono::milliseconds(50))) continue;
     if (e.kind == RequestEvent::Kind::Token) {
       out.tokens.push_back(std::move(e.token));
       continue;

@@ -105,11 +105,19 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json_text(const std::string& text,
     const json& model = root.at("model");
     if (model.value("type", "BPE") != "BPE")
       throw Error(concat(origin, ": model type '", model.value("type", ""), "' is not BPE"));
+    // Ids are checked before use: never truncated, never huge (the largest
+    // real vocabularies are a few hundred thousand).
+    auto read_id = [&](const json& v, const std::string& token) {
+      if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > kMaxTokenId) ||
+          v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxTokenId)
+        throw Error(concat(origin, ": token '", token, "' has id ", v.dump(), "; ids must be integers from 0 to ",
+                           kMaxTokenId));
+      return static_cast<int32_t>(v.get<int64_t>());
+    };
     std::unordered_map<std::string, int32_t> vocab;
     int32_t max_id = -1;
     for (auto it = model.at("vocab").begin(); it != model.at("vocab").end(); ++it) {
-      const int32_t id = it.value().get<int32_t>();
-      if (id < 0) throw Error(concat(origin, ": negative id for token '", it.key(), "'"));
+      const int32_t id = read_id(it.value(), it.key());
       vocab[it.key()] = id;
       max_id = std::max(max_id, id);
     }
@@ -126,8 +134,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json_text(const std::string& text,
     }
     for (const json& a : root.value("added_tokens", json::array())) {
       AddedToken tok;
-      tok.id = a.at("id").get<int32_t>();
       tok.content = a.at("content").get<std::string>();
+      tok.id = read_id(a.at("id"), tok.content);
       tok.special = a.value("special", false);
       tok.normalized = a.value("normalized", !tok.special);
       tok.lstrip = a.value("lstrip", false);
@@ -141,8 +149,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json_text(const std::string& text,
     // id -> bytes: byte-level symbols map back to bytes; a token with a
     // character outside the alphabet (added tokens of plain spaces) is its
     // own UTF-8, as the HF ByteLevel decoder does.
-    t->id_bytes_.assign(static_cast<size_t>(max_id + 1), std::string());
-    t->special_.assign(static_cast<size_t>(max_id + 1), false);
+    // Sparse ids cost what they hold, not their largest value.
+    t->vocab_size_ = max_id + 1;
+    t->id_bytes_.reserve(vocab.size() + t->added_.size());
     auto to_bytes = [](const std::string& token) {
       std::string bytes;
       for (size_t i = 0; i < token.size();) {
@@ -160,7 +169,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json_text(const std::string& text,
     for (size_t i = 0; i < t->added_.size(); ++i) {
       const AddedToken& tok = t->added_[i];
       t->id_bytes_[tok.id] = to_bytes(tok.content);
-      t->special_[tok.id] = tok.special;
+      if (tok.special) t->special_.insert(tok.id);
       (tok.normalized ? *t->normalized_trie_ : *t->raw_trie_).insert(
           tok.normalized ? normalize(tok.content, t->normalization_) : tok.content,
           static_cast<int>(i));
@@ -306,10 +315,12 @@ void Tokenizer::check_id(int32_t id) const {
 
 const std::string& Tokenizer::token_bytes(int32_t id) const {
   check_id(id);
-  return id_bytes_[id];
+  static const std::string kNone;  // an id in range that no token has
+  auto it = id_bytes_.find(id);
+  return it == id_bytes_.end() ? kNone : it->second;
 }
 
-bool Tokenizer::is_special(int32_t id) const { return id >= 0 && id < vocab_size() && special_[id]; }
+bool Tokenizer::is_special(int32_t id) const { return special_.count(id) != 0; }
 
 std::optional<int32_t> Tokenizer::token_id(const std::string& token) const {
   for (const AddedToken& a : added_)
@@ -323,9 +334,9 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
   Utf8Decoder utf8;
   std::string out;
   for (int32_t id : ids) {
-    check_id(id);
-    if (skip_special_tokens && special_[id]) continue;
-    out += utf8.push(id_bytes_[id]);
+    const std::string& bytes = token_bytes(id);
+    if (skip_special_tokens && is_special(id)) continue;
+    out += utf8.push(bytes);
   }
   return out + utf8.finish();
 }

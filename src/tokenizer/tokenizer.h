@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "tokenizer/bpe.h"
@@ -46,7 +48,9 @@ class Tokenizer {
   const std::string& token_bytes(int32_t id) const;
   bool is_special(int32_t id) const;
   std::optional<int32_t> token_id(const std::string& token) const;
-  int32_t vocab_size() const { return static_cast<int32_t>(id_bytes_.size()); }
+  // One past the largest id (ids in between may have no token).
+  int32_t vocab_size() const { return vocab_size_; }
+  static constexpr int32_t kMaxTokenId = (1 << 24) - 1;
   const std::vector<AddedToken>& added_tokens() const { return added_; }
 
  private:
@@ -63,8 +67,9 @@ class Tokenizer {
   std::unique_ptr<Bpe> bpe_;
   std::vector<AddedToken> added_;
   std::unique_ptr<Trie> raw_trie_, normalized_trie_;
-  std::vector<std::string> id_bytes_;    // id -> raw bytes
-  std::vector<bool> special_;            // id -> special added token
+  int32_t vocab_size_ = 0;
+  std::unordered_map<int32_t, std::string> id_bytes_;  // id -> raw bytes
+  std::unordered_set<int32_t> special_;                // special added tokens
 };
 
 // Streams text out of generated ids: each push returns the text the new

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/allocator.h"
 
 namespace flashneox {
 
@@ -78,6 +79,7 @@ class HandlerPool {
         jobs_.pop_front();
       }
       job();
+      release_thread_memory();
     }
   }
   std::mutex mutex_;
@@ -266,18 +268,22 @@ class Session : public std::enable_shared_from_this<Session> {
     msg.keep_alive(keep_alive_ && !server_.shutting_down);
   }
 
+  // Written from the handler thread, which waits for the write: the body is
+  // freed by the thread that built it (a thread-caching allocator keeps
+  // memory freed by other threads until the owner runs again).
   void write_whole(const HttpResponse& res) {
-    auto msg = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(res.status), 11);
-    add_headers(*msg, res);
-    msg->body() = res.body;
-    msg->prepare_payload();
+    http::response<http::string_body> msg(static_cast<http::status>(res.status), 11);
+    add_headers(msg, res);
+    msg.body() = res.body;
+    msg.prepare_payload();
+    const bool written = on_strand([this, &msg](std::function<void(beast::error_code)> done) {
+      stream_.expires_after(ms(server_.limits.write_timeout_s));
+      http::async_write(stream_, msg, [done](beast::error_code ec, size_t) { done(ec); });
+    });
     const int status = res.status;
     const AccessInfo info = res.access;
-    net::post(stream_.get_executor(), [self = shared_from_this(), msg, status, info] {
-      self->stream_.expires_after(ms(self->server_.limits.write_timeout_s));
-      http::async_write(self->stream_, *msg, [self, msg, status, info](beast::error_code ec, size_t) {
-        self->finish_response(status, info, !ec);
-      });
+    net::post(stream_.get_executor(), [self = shared_from_this(), status, info, written] {
+      self->finish_response(status, info, written);
     });
   }
 
@@ -289,9 +295,10 @@ class Session : public std::enable_shared_from_this<Session> {
     net::post(stream_.get_executor(), [self = shared_from_this(), op, promise] {
       op([promise](beast::error_code ec) { promise->set_value(ec); });
     });
-    const auto deadline = Clock::now() + ms(server_.limits.write_timeout_s + 5.0);
+    // The stream's write deadline ends every write in time; only a stopped
+    // server (whose I/O threads run nothing more) leaves an operation pending.
     while (future.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready)
-      if (server_.stopped || Clock::now() > deadline) return false;
+      if (server_.stopped) return false;
     try {
       return !future.get();
     } catch (const std::future_error&) {  // the server stopped: the operation never ran
@@ -359,7 +366,7 @@ class Session : public std::enable_shared_from_this<Session> {
     record.client = client_;
     record.method = method_;
     record.path = path_;
-    record.status = gone_ && gone_->load() && status < 499 ? 499 : status;
+    record.status = status;
     record.info = info;
     record.total_seconds = std::chrono::duration<double>(Clock::now() - arrived_).count();
     server_.log.write(record);
