@@ -3,7 +3,7 @@ BUILD ?= build
 SAN_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test test-venv test-sanitize clean fuzz bench-tokenizer serve bench-peers
+.PHONY: deps build test test-venv test-sanitize test-tsan clean fuzz bench-tokenizer serve bench-peers soak
 
 deps:
 	@./scripts/install-deps.sh
@@ -31,6 +31,28 @@ test-sanitize: deps
 	@cmake --build $(SAN_BUILD) -j $(JOBS)
 	@cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L unit
 
+# The engine tests and the server's end-to-end tests again, built with
+# ThreadSanitizer. One OpenMP thread: libgomp is not instrumented, and its
+# barriers would read as races. Any report fails the run.
+TSAN_BUILD ?= build-tsan
+TSAN_SERVER_TESTS = not playground and not slow_connections and not memory_stays_flat and not connection_limit
+test-tsan: deps test-venv
+	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLASHNEOX_TSAN=ON -DFLASHNEOX_BUILD_BENCH=OFF >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS) --target flashneox engine_test
+	@rm -rf $(TSAN_BUILD)/tsan-reports && mkdir -p $(TSAN_BUILD)/tsan-reports
+	@export OMP_NUM_THREADS=1 TSAN_OPTIONS="log_path=$(CURDIR)/$(TSAN_BUILD)/tsan-reports/report second_deadlock_stack=1"; \
+	  $(TSAN_BUILD)/tests/engine_test --gtest_brief=1 && \
+	  FLASHNEOX_BINARY=$(CURDIR)/$(TSAN_BUILD)/flashneox $(TEST_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	    tests/server -k "$(TSAN_SERVER_TESTS)"
+	@if ls $(TSAN_BUILD)/tsan-reports/report* >/dev/null 2>&1; then cat $(TSAN_BUILD)/tsan-reports/report*; \
+	  echo "ThreadSanitizer reported the races above" >&2; exit 1; fi
+	@echo "ThreadSanitizer: no reports"
+
+# The long soak (10 minutes, 1,000 connections); `make test` runs 60 s of it.
+SOAK_SECONDS ?= 600
+soak: build test-venv
+	$(TEST_VENV)/bin/python bench/soak.py --seconds $(SOAK_SECONDS) --connections 1000
+
 # Serves the bundled model on http://127.0.0.1:8080 (playground at /).
 serve: build
 	./$(BUILD)/flashneox serve $(SERVE_ARGS)
@@ -38,16 +60,13 @@ serve: build
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)
 
-# Coverage-guided fuzzing of the tokenizer with libFuzzer (clang), for FUZZ_SECONDS.
+# Coverage-guided fuzzing (libFuzzer, clang) of every parser a user's bytes
+# reach: tokenizer, safetensors header and index, config.json, tokenizer.json,
+# request bodies of /generate and the OpenAI routes, chat templates.
+# FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 20
-TOKENIZER_SOURCES = src/tokenizer/unicode.cc src/tokenizer/byte_level.cc src/tokenizer/bpe.cc src/tokenizer/tokenizer.cc
 fuzz: deps
-	@mkdir -p $(BUILD)/fuzz/corpus
-	clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Isrc \
-	  -DFLASHNEOX_FUZZ_TOKENIZER='"$(CURDIR)/tests/data/gpt-neox-20b-tokenizer.json"' \
-	  tests/fuzz/tokenizer_fuzz.cc $(TOKENIZER_SOURCES) $$(pkg-config --cflags --libs libutf8proc) \
-	  -o $(BUILD)/fuzz/tokenizer_fuzz
-	$(BUILD)/fuzz/tokenizer_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=256 -print_final_stats=1 $(BUILD)/fuzz/corpus
+	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/run-fuzzers.sh
 
 # Side-by-side benchmark of the tokenizer against Hugging Face tokenizers.
 BENCH_VENV ?= $(HOME)/.cache/flashneox/bench-venv

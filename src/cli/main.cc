@@ -27,14 +27,16 @@ const Command kCommands[] = {
      "              [--kv-cache-memory 1GiB|0.2] [--kv-cache-dtype f32|f16] [--block-size 16]\n"
      "              [--max-input-length N] [--max-total-tokens N] [--max-batch-prefill-tokens N]\n"
      "              [--max-batch-total-tokens N] [--max-concurrent-requests N] [--max-batch-size N]\n"
-     "              [--max-body-bytes 1MiB] [--model-id NAME] [--http-threads N] [--threads N]"},
+     "              [--max-body-bytes 1MiB] [--model-id NAME] [--http-threads N] [--threads N]\n"
+     "              [--max-connections 2048] [--header-timeout 10] [--body-timeout 10] [--keep-alive-timeout 15]\n"
+     "              [--shutdown-timeout 30] [--log-format text|json] [--no-access-log] [--check-weights]"},
     {"generate", flashneox::run_generate,
      "[--model DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
      "              [--typical-p P] [--repetition-penalty R] [--seed S] [--stop TEXT ...] [--ignore-eos]\n"
-     "              [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16] [--threads N]"},
+     "              [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16] [--threads N] [--check-weights]"},
     {"perplexity", flashneox::run_perplexity,
      "[--model DIR] --file TEXT [--start-token N] [--window W] [--stride S] [--partial-window]\n"
-     "              [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16] [--threads N]"},
+     "              [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16] [--threads N] [--check-weights]"},
     {"bench", flashneox::run_bench,
      "(--model DIR | --config CONFIG.json) [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16]\n"
      "              [--threads N] [--batch 1,8,32] [--prompt 128,512] [--new 128] [--json]"},

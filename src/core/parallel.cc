@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <cstdlib>
+
 namespace flashneox {
 
 namespace {
@@ -9,7 +11,8 @@ int g_threads = 0;
 }
 
 void set_num_threads(int threads) {
-  g_threads = threads > 0 ? threads : omp_get_num_procs();
+  // 0: every core, unless OMP_NUM_THREADS says otherwise.
+  g_threads = threads > 0 ? threads : std::getenv("OMP_NUM_THREADS") ? omp_get_max_threads() : omp_get_num_procs();
   omp_set_num_threads(g_threads);
 }
 

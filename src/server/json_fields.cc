@@ -80,7 +80,7 @@ json parse_json_limited(const std::string& text, int max_depth) {
     });
   } catch (const TooDeep&) {
     throw bad_request(concat("the request body nests deeper than ", max_depth, " levels"));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // syntax, or a number too large for a double (out_of_range)
     throw bad_request(concat("Failed to parse the request body as JSON: ", e.what()));
   }
 }
