@@ -5,6 +5,8 @@
 #include <cstring>
 #include <limits>
 
+#include "core/isa_clones.h"
+
 namespace flashneox {
 
 namespace {
@@ -38,7 +40,7 @@ class SortedCandidates {
 // sum(exp(x[i] - max)) in float with a polynomial exp the compiler vectorises
 // (1e-7 relative error): the greedy path's log-softmax over 50k logits per
 // token per sequence is otherwise a visible share of a decode step.
-__attribute__((target_clones("avx512f", "avx2", "default"))) float sum_exp(const float* x, int32_t n, float max) {
+FLASHNEOX_ISA_CLONES float sum_exp(const float* x, int32_t n, float max) {
   float total = 0.0f;
   for (int32_t i = 0; i < n; ++i) {
     float v = x[i] - max;

@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/isa_clones.h"
 #include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -35,7 +36,7 @@ inline const float* cache_row(const AttentionParams& p, const void* cache, int64
 
 // Query rows [j0, j1) of sequence `seq`, head `head`. Cloned per instruction
 // set: the dot products and the V accumulation vectorise to the widest one.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void attend_rows(const AttentionParams& p, int seq, int head, int j0, int j1) {
+FLASHNEOX_ISA_CLONES void attend_rows(const AttentionParams& p, int seq, int head, int j0, int j1) {
   const int d = p.head_size;
   const int64_t row_stride = static_cast<int64_t>(p.heads) * d;
   const int q_len = p.cu_q[seq + 1] - p.cu_q[seq];
@@ -127,7 +128,7 @@ namespace {
 // of its heads and walks the keys once, reading each key's K and V rows for
 // all its heads contiguously (the cache stores a token's heads side by side),
 // which is what keeps this memory-bound loop near the bandwidth.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void attend_one_query(
+FLASHNEOX_ISA_CLONES void attend_one_query(
     const AttentionParams& p, int seq, int h0, int h1, float* scratch) {
   const int d = p.head_size;
   const int heads = h1 - h0;

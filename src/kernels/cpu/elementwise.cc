@@ -1,6 +1,7 @@
 // Row-wise and element-wise kernels: embedding lookup, layer norm, GELU, adds.
 #include <cmath>
 
+#include "core/isa_clones.h"
 #include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -17,7 +18,7 @@ void embed(const WeightMatrix& embedding, const int32_t* ids, int64_t tokens, fl
 
 namespace {
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void layer_norm_row(
+FLASHNEOX_ISA_CLONES void layer_norm_row(
     const float* row, int64_t n, const float* gamma, const float* beta, float eps, float* dst) {
   // Two passes in double: the mean and variance of a 6k-wide row in f32
   // lose digits that the parity tests notice.
@@ -45,11 +46,11 @@ inline float erf_approx(float x) {
   return x < 0 ? -y : y;
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_erf(float* x, int64_t begin, int64_t end) {
+FLASHNEOX_ISA_CLONES void gelu_erf(float* x, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * 0.70710678118654752f));
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_tanh(float* x, int64_t begin, int64_t end) {
+FLASHNEOX_ISA_CLONES void gelu_tanh(float* x, int64_t begin, int64_t end) {
   const float k = 0.7978845608028654f;  // sqrt(2 / pi)
   for (int64_t i = begin; i < end; ++i) {
     const float v = x[i];

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/isa_clones.h"
 #include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -38,7 +39,7 @@ bool has_vnni() {
 
 // Row quantization: u8 = round(x / scale) + 128, scale = absmax / 127
 // (round half away from zero, branch-free so the loop vectorises).
-__attribute__((target_clones("avx512f", "avx2", "default"))) float quantize_row(const float* row, int64_t k,
+FLASHNEOX_ISA_CLONES float quantize_row(const float* row, int64_t k,
                                                                                int64_t kp, uint8_t* dst) {
   float amax = 0.0f;
   for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(row[i]));
