@@ -36,6 +36,36 @@ TEST(Cli, LogitsCommandMatchesReference) {
   std::filesystem::remove_all(tmp);
 }
 
+TEST(Cli, LogitsWithAdaptersPerSequenceInOneBatch) {
+  // Prompt i runs with the adapter its reference was made with (or none).
+  const std::string dir = testing::fixture_model("neox-parallel");
+  const std::vector<std::string> names = {"", "lora-a", "lora-b", "lora-c-rslora"};
+  const std::string tmp = testing::make_temp_dir("cli-lora");
+  std::string cmd = testing::flashneox_binary() + " logits --model " + dir + " --prefill 2 --out " + tmp + "/out.safetensors";
+  for (size_t a = 1; a < names.size(); ++a) cmd += " --lora " + names[a] + "=" + dir + "/adapters/" + names[a];
+  std::vector<std::vector<float>> expected;
+  for (size_t a = 0; a < names.size(); ++a) {
+    const auto ref = testing::load_reference(a == 0 ? dir : dir + "/adapters/" + names[a]);
+    cmd += " --ids " + join(ref.prompts[2]) + (a == 0 ? "" : "@" + names[a]);
+    expected.push_back(ref.logits(2));
+  }
+  std::string output;
+  ASSERT_EQ(testing::run_command(cmd, &output), 0) << output;
+  const Checkpoint got = Checkpoint::from_file(tmp + "/out.safetensors");
+  for (size_t i = 0; i < names.size(); ++i) {
+    const TensorView& logits = got.get("logits." + std::to_string(i));
+    std::vector<float> values(static_cast<const float*>(logits.data),
+                              static_cast<const float*>(logits.data) + logits.numel());
+    EXPECT_LT(testing::max_abs_diff(values, expected[i]), 1e-3f) << names[i];
+  }
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " logits --model " + dir + " --ids 1,2@nope --out " +
+                                     tmp + "/x.safetensors",
+                                 &output),
+            1);
+  EXPECT_NE(output.find("no --lora nope=DIR"), std::string::npos) << output;
+  std::filesystem::remove_all(tmp);
+}
+
 TEST(Cli, ErrorsAreMessagesNotCrashes) {
   std::string output;
   EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " logits --model /nonexistent --ids 1 --out /tmp/x", &output), 1);

@@ -1,24 +1,33 @@
 // flashneox logits: runs sequences as one batch (batched prefill, then batched
 // decode steps) and writes every position's logits and final hidden state.
 #include <cstdio>
+#include <map>
+#include <memory>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "io/safetensors_writer.h"
+#include "lora/lora_adapter.h"
 #include "model/sequence_runner.h"
 
 namespace flashneox {
 
 int run_logits(int argc, char** argv) {
-  Args args(argc, argv, 2, {"--model", "--ids", "--prefill", "--block-size", "--out", "--threads"},
+  Args args(argc, argv, 2, {"--model", "--ids", "--prefill", "--block-size", "--out", "--threads", "--lora"},
             {"--scatter-blocks"});
   set_num_threads(args.get_int("--threads", 0));
   const std::string model_dir = args.get("--model", default_model_dir());
   const std::string out_path = args.require("--out");
+  // --ids 1,2,3@NAME runs that sequence with the adapter --lora NAME=DIR names.
   std::vector<std::vector<int32_t>> sequences;
-  for (const std::string& list : args.all("--ids")) sequences.push_back(parse_int_list(list, "--ids"));
+  std::vector<std::string> adapter_names;
+  for (const std::string& spec : args.all("--ids")) {
+    const size_t at = spec.find('@');
+    sequences.push_back(parse_int_list(spec.substr(0, at), "--ids"));
+    adapter_names.push_back(at == std::string::npos ? "" : spec.substr(at + 1));
+  }
   if (sequences.empty()) throw Error("give at least one --ids list");
   RunOptions options;
   options.prefill = args.get_int("--prefill", -1);
@@ -28,6 +37,24 @@ int run_logits(int argc, char** argv) {
   if (options.prefill == 0 || options.prefill < -1) throw Error("--prefill must be at least 1");
 
   auto model = GptNeoxModel::load(model_dir);
+  std::map<std::string, std::shared_ptr<const LoraAdapter>> adapters;
+  for (const std::string& spec : args.all("--lora")) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+      throw Error(concat("--lora takes NAME=DIR, not '", spec, "'"));
+    const std::string name = spec.substr(0, eq);
+    if (adapters.count(name)) throw Error(concat("--lora: the name '", name, "' is given twice"));
+    adapters[name] = LoraAdapter::load(spec.substr(eq + 1), name, model->config());
+  }
+  for (const std::string& name : adapter_names) {
+    if (name.empty()) {
+      options.adapters.push_back(nullptr);
+      continue;
+    }
+    auto it = adapters.find(name);
+    if (it == adapters.end()) throw Error(concat("--ids ...@", name, ": no --lora ", name, "=DIR was given"));
+    options.adapters.push_back(it->second.get());
+  }
   const auto results = run_sequences(*model, sequences, options);
   std::vector<NamedTensor> tensors;
   for (size_t i = 0; i < results.size(); ++i) {

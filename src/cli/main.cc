@@ -21,7 +21,8 @@ struct Command {
 
 const Command kCommands[] = {
     {"logits", flashneox::run_logits,
-     "--model DIR --ids 5,7,9 [--ids ...] [--prefill N] [--block-size B] --out FILE.safetensors"},
+     "--model DIR --ids 5,7,9[@NAME] [--ids ...] [--lora NAME=DIR ...] [--prefill N] [--block-size B]\n"
+     "              [--scatter-blocks] [--threads N] --out FILE.safetensors"},
     {"serve", flashneox::run_serve,
      "[--model DIR] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--dtype f32|f16|bf16|int8]\n"
      "              [--kv-cache-memory 1GiB|0.2] [--kv-cache-dtype f32|f16] [--block-size 16]\n"

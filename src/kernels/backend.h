@@ -49,6 +49,17 @@ struct AttentionParams {
   int max_blocks_per_seq = 0;
 };
 
+// Rows of one projection's input that share a LoRA adapter: their outputs
+// get scale · (x · Aᵀ) · Bᵀ added (segmented low-rank products, LoRAX's SGMV
+// idea on the CPU). Segments never overlap.
+struct LoraSegment {
+  int64_t begin = 0, end = 0;  // rows [begin, end) of x and y
+  const float* a = nullptr;    // [rank, in]   lora_A
+  const float* b = nullptr;    // [out, rank]  lora_B
+  int rank = 0;
+  float scale = 0.0f;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -92,6 +103,11 @@ class Backend {
   virtual void prefill_attention(const AttentionParams& params) = 0;
   // One query per sequence, reading K/V through the block table.
   virtual void decode_attention(const AttentionParams& params) = 0;
+
+  // y[r, :] += seg.scale · (x[r, :] · seg.aᵀ) · seg.bᵀ for every row r of
+  // every segment. A row's result does not depend on the other rows.
+  virtual void lora_add(const float* x /* [m, in] */, int64_t in, const LoraSegment* segments,
+                        int count, float* y /* [m, out] */, int64_t out) = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

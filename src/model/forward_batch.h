@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "lora/lora_adapter.h"
+
 namespace flashneox {
 
 struct ForwardBatch {
@@ -18,6 +20,9 @@ struct ForwardBatch {
   std::vector<int64_t> slots;         // [num_tokens] where each new token's K/V go
   std::vector<int32_t> lm_head_indices;  // token rows to keep; empty keeps all
   bool skip_lm_head = false;          // return final hidden states only
+  // [num_seqs] the LoRA adapter each sequence runs with (nullptr: the base
+  // model alone); empty when no sequence has one. Loaded for this model.
+  std::vector<const LoraAdapter*> adapters;
 
   int num_seqs() const { return static_cast<int>(cached_lens.size()); }
   int num_tokens() const { return static_cast<int>(input_ids.size()); }

@@ -67,6 +67,12 @@ void GptNeoxModel::validate(const ForwardBatch& b, const KvCache& cache,
   }
   for (int32_t row : b.lm_head_indices)
     if (row < 0 || row >= tokens) throw Error(concat("forward: lm_head index ", row, " out of range"));
+  if (!b.adapters.empty()) {
+    if (static_cast<int>(b.adapters.size()) != seqs) throw Error("forward: one adapter entry per sequence is required");
+    for (const LoraAdapter* a : b.adapters)
+      if (a && static_cast<int>(a->layers.size()) != config_.num_layers)
+        throw Error(concat("forward: adapter '", a->name, "' was loaded for a model of ", a->layers.size(), " layers"));
+  }
 }
 
 void GptNeoxModel::rotary_tables(const ForwardBatch& b, const std::vector<int32_t>& cu_q,
@@ -156,11 +162,38 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
   ap.max_blocks_per_seq = static_cast<int>(max_blocks);
   ap.kv_dtype = cache.dtype();
 
+  // LoRA: runs of token rows whose sequences share an adapter; each
+  // projection adds its low-rank product over them (never merged weights).
+  struct AdapterRows {
+    const LoraAdapter* adapter;
+    int64_t begin, end;
+  };
+  std::vector<AdapterRows> adapter_rows;
+  for (size_t s = 0; s < b.adapters.size(); ++s) {
+    const LoraAdapter* a = b.adapters[s];
+    if (!a) continue;
+    if (!adapter_rows.empty() && adapter_rows.back().adapter == a && adapter_rows.back().end == cu_q[s])
+      adapter_rows.back().end = cu_q[s + 1];
+    else
+      adapter_rows.push_back({a, cu_q[s], cu_q[s + 1]});
+  }
+  std::vector<LoraSegment> segments;
+  auto lora = [&](int layer, LoraModule m, const float* input, int64_t in, float* output, int64_t out) {
+    if (adapter_rows.empty()) return;
+    segments.clear();
+    for (const AdapterRows& r : adapter_rows)
+      if (const LoraWeights* w = r.adapter->find(layer, m))
+        segments.push_back({r.begin, r.end, w->a.data(), w->b.data(), w->rank, w->scale});
+    if (!segments.empty()) be.lora_add(input, in, segments.data(), static_cast<int>(segments.size()), output, out);
+  };
+
   const float eps = static_cast<float>(c.layer_norm_eps);
-  auto mlp = [&](const LayerWeights& lw, const float* input) {
+  auto mlp = [&](int l, const LayerWeights& lw, const float* input) {
     be.linear(input, T, lw.fc_in, lw.fc_in_bias.data(), mlp_hidden.data());
+    lora(l, LoraModule::FcIn, input, H, mlp_hidden.data(), I);
     be.activation(mlp_hidden.data(), T * I, c.activation);
     be.linear(mlp_hidden.data(), T, lw.fc_out, lw.fc_out_bias.data(), mlp_out.data());
+    lora(l, LoraModule::FcOut, mlp_hidden.data(), I, mlp_out.data(), H);
   };
   auto bias_or_null = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
 
@@ -168,6 +201,7 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
     const LayerWeights& lw = weights_.layers[l];
     be.layer_norm(x.data(), T, H, lw.ln1_weight.data(), lw.ln1_bias.data(), eps, normed.data());
     be.linear(normed.data(), T, lw.qkv, bias_or_null(lw.qkv_bias), qkv.data());
+    lora(l, LoraModule::Qkv, normed.data(), H, qkv.data(), 3 * H);
     be.rotary_and_cache(qkv.data(), T, c.num_heads, c.head_size, c.rotary_dims, cos.data(),
                         sin.data(), b.slots.data(), q.data(), cache.keys(l), cache.values(l),
                         cache.dtype());
@@ -178,14 +212,15 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
     else
       be.decode_attention(ap);
     be.linear(attn.data(), T, lw.dense, bias_or_null(lw.dense_bias), attn_out.data());
+    lora(l, LoraModule::Dense, attn.data(), H, attn_out.data(), H);
     if (c.parallel_residual) {  // x' = x + attn(ln1(x)) + mlp(ln2(x))
       be.layer_norm(x.data(), T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed.data());
-      mlp(lw, normed.data());
+      mlp(l, lw, normed.data());
       be.add(x.data(), attn_out.data(), mlp_out.data(), T * H);
     } else {  // h = x + attn(ln1(x)); x' = h + mlp(ln2(h))
       be.add(x.data(), attn_out.data(), nullptr, T * H);
       be.layer_norm(x.data(), T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed.data());
-      mlp(lw, normed.data());
+      mlp(l, lw, normed.data());
       be.add(x.data(), mlp_out.data(), nullptr, T * H);
     }
   }

@@ -25,6 +25,11 @@ ForwardBatch make_batch(const std::vector<SequenceStep>& steps, int block_size, 
     b.block_tables.push_back(blocks);
     if (prefill) b.cu_seqlen_prefill.push_back(static_cast<int32_t>(b.input_ids.size()));
   }
+  for (const SequenceStep& step : steps)
+    if (step.adapter) {
+      for (const SequenceStep& s : steps) b.adapters.push_back(s.adapter);
+      break;
+    }
   return b;
 }
 

@@ -15,6 +15,7 @@ struct SequenceStep {
   int cached = 0;                      // tokens of this sequence already in the cache
   const std::vector<int32_t>* blocks = nullptr;  // block table, long enough for cached + count
   bool keep_all_rows = false;          // logits for every new token, not only the last
+  const LoraAdapter* adapter = nullptr;  // the sequence's LoRA adapter, if any
 };
 
 // prefill: several tokens per sequence (cu_seqlen_prefill set); otherwise a

@@ -53,6 +53,7 @@ std::vector<SequenceResult> run_sequences(GptNeoxModel& model,
   int total_blocks = 0;
   const auto tables = plan_blocks(lengths, options, total_blocks);
   auto cache = model.make_cache(total_blocks, options.block_size);
+  auto adapter_of = [&](size_t s) { return options.adapters.empty() ? nullptr : options.adapters.at(s); };
 
   std::vector<SequenceResult> results(sequences.size());
   std::vector<int> done(sequences.size(), 0);
@@ -78,7 +79,7 @@ std::vector<SequenceResult> run_sequences(GptNeoxModel& model,
     for (size_t s = 0; s < sequences.size(); ++s) {
       const int upto = std::min<int>(target(s), lengths[s]);
       if (upto <= done[s]) continue;
-      steps.push_back({sequences[s].data() + done[s], upto - done[s], done[s], &tables[s], true});
+      steps.push_back({sequences[s].data() + done[s], upto - done[s], done[s], &tables[s], true, adapter_of(s)});
       owners.push_back(s);
       counts.push_back(upto - done[s]);
       prefill = prefill || upto - done[s] > 1 || done[s] == 0;
@@ -111,6 +112,7 @@ std::vector<std::vector<int32_t>> greedy_continue(GptNeoxModel& model,
   int total_blocks = 0;
   const auto tables = plan_blocks(lengths, options, total_blocks);
   auto cache = model.make_cache(total_blocks, options.block_size);
+  auto adapter_of = [&](size_t s) { return options.adapters.empty() ? nullptr : options.adapters.at(s); };
   std::vector<std::vector<int32_t>> generated(prompts.size());
   std::vector<std::vector<int32_t>> tokens = prompts;  // prompt + generated so far
 
@@ -122,7 +124,7 @@ std::vector<std::vector<int32_t>> greedy_continue(GptNeoxModel& model,
     for (size_t s = 0; s < prompts.size(); ++s) {
       const int n = std::min<int>(prefix, static_cast<int>(prompts[s].size()) - 1);
       if (n <= 0) continue;
-      first.push_back({prompts[s].data(), n, 0, &tables[s], false});
+      first.push_back({prompts[s].data(), n, 0, &tables[s], false, adapter_of(s)});
       cached[s] = n;
     }
     if (!first.empty()) model.forward(make_batch(first, options.block_size, true), *cache);
@@ -130,7 +132,7 @@ std::vector<std::vector<int32_t>> greedy_continue(GptNeoxModel& model,
   std::vector<SequenceStep> fill;
   for (size_t s = 0; s < prompts.size(); ++s)
     fill.push_back({prompts[s].data() + cached[s], static_cast<int>(prompts[s].size()) - cached[s],
-                    cached[s], &tables[s], false});
+                    cached[s], &tables[s], false, adapter_of(s)});
   ForwardOutput out = model.forward(make_batch(fill, options.block_size, true), *cache);
   for (int step = 0; step < steps; ++step) {
     for (size_t s = 0; s < prompts.size(); ++s) {
@@ -142,7 +144,7 @@ std::vector<std::vector<int32_t>> greedy_continue(GptNeoxModel& model,
     std::vector<SequenceStep> decode;
     for (size_t s = 0; s < prompts.size(); ++s)
       decode.push_back({&tokens[s].back(), 1, static_cast<int>(tokens[s].size()) - 1, &tables[s],
-                        false});
+                        false, adapter_of(s)});
     out = model.forward(make_batch(decode, options.block_size, false), *cache);
   }
   return generated;

@@ -64,6 +64,10 @@ class CpuBackend final : public Backend {
   void prefill_attention(const AttentionParams& params) override {
     cpu::prefill_attention(params);
   }
+  void lora_add(const float* x, int64_t in, const LoraSegment* segments, int count, float* y,
+                int64_t out) override {
+    cpu::lora_add(x, in, segments, count, y, out);
+  }
   void decode_attention(const AttentionParams& params) override {
     cpu::decode_attention(params);
   }

@@ -47,6 +47,9 @@ void narrow_f16(const float* src, uint16_t* dst, int64_t n);
 
 void prefill_attention(const AttentionParams& p);
 void decode_attention(const AttentionParams& p);
+
+// Segmented LoRA: y[r] += scale · (x[r] · Aᵀ) · Bᵀ per segment (backend.h).
+void lora_add(const float* x, int64_t in, const LoraSegment* segments, int count, float* y, int64_t out);
 // Plain softmax(q K^T) V, one query at a time: the reference for both.
 void attention_reference(const AttentionParams& p);
 
