@@ -11,7 +11,7 @@
 namespace flashneox {
 
 int run_generate(int argc, char** argv) {
-  Args args(argc, argv, 2, merge({model_flags(), sampling_flags(), {"--prompt", "--block-size", "--kv-cache-dtype"}}),
+  Args args(argc, argv, 2, merge({model_flags(), sampling_flags(), {"--prompt", "--block-size", "--kv-cache-dtype", "--adapter"}}),
             merge({sampling_switches(), model_switches()}));
   const std::string prompt = args.require("--prompt");
   const SamplingParams params = sampling_params_from_flags(args);
@@ -34,10 +34,13 @@ int run_generate(int argc, char** argv) {
   options.kv_cache_bytes = KvCache::block_bytes(c.num_layers, options.block_size, c.num_heads, c.head_size,
                                                 options.kv_cache_dtype) *
                            static_cast<size_t>((options.max_total_tokens + options.block_size - 1) / options.block_size);
+  const ModelConfig config = c;
   Engine engine(std::move(loaded.model), loaded.tokenizer, options);
 
   const auto start = Clock::now();
-  auto handle = engine.submit({ids, params});
+  GenerationRequest request{ids, params, nullptr};
+  if (args.has("--adapter")) request.adapter = LoraAdapter::load(args.get("--adapter"), args.get("--adapter"), config);
+  auto handle = engine.submit(std::move(request));
   RequestEvent event;
   Clock::time_point first_token{};
   for (;;) {

@@ -19,12 +19,14 @@
 namespace flashneox {
 
 int run_perplexity(int argc, char** argv) {
-  Args args(argc, argv, 2, merge({model_flags(), {"--file", "--start-token", "--window", "--stride", "--kv-cache-dtype"}}),
+  Args args(argc, argv, 2, merge({model_flags(), {"--file", "--start-token", "--window", "--stride", "--kv-cache-dtype", "--adapter"}}),
             merge({{"--partial-window"}, model_switches()}));
   const bool partial = args.has("--partial-window");
   const std::string path = args.require("--file");
   LoadedModel loaded = load_model_from_flags(args);
   GptNeoxModel& model = *loaded.model;
+  std::shared_ptr<const LoraAdapter> adapter;
+  if (args.has("--adapter")) adapter = LoraAdapter::load(args.get("--adapter"), args.get("--adapter"), model.config());
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(concat("cannot open ", path));
   std::stringstream text;
@@ -58,7 +60,7 @@ int run_perplexity(int argc, char** argv) {
     const int begin = start + w * stride;
     const int end = std::min(begin + window, n);
     if (end - begin < (partial ? 2 : window)) break;
-    SequenceStep step{tokens.data() + begin, end - begin, 0, &table, true};
+    SequenceStep step{tokens.data() + begin, end - begin, 0, &table, true, adapter.get()};
     const ForwardOutput out = model.forward(make_batch({step}, block_size, true), *cache);
     for (int target = std::max(scored_until, begin + 1); target < end; ++target) {
       const float* row = out.logits.data() + static_cast<int64_t>(target - 1 - begin) * vocab;

@@ -38,7 +38,8 @@ double positive_seconds(const Args& args, const char* flag, double fallback) {
 
 std::set<std::string> serve_flags() {
   return {"--host", "--port", "--api-key", "--max-body-bytes", "--model-id", "--http-threads", "--max-connections",
-          "--header-timeout", "--body-timeout", "--keep-alive-timeout", "--shutdown-timeout", "--log-format"};
+          "--header-timeout", "--body-timeout", "--keep-alive-timeout", "--shutdown-timeout", "--log-format",
+          "--adapter", "--adapter-root", "--adapter-memory"};
 }
 
 int run_serve(int argc, char** argv) {
@@ -60,6 +61,15 @@ int run_serve(int argc, char** argv) {
   const double shutdown_timeout = positive_seconds(args, "--shutdown-timeout", 30.0);
   options.access_log = args.has("--no-access-log") ? AccessLogFormat::Off
                                                    : parse_access_log_format(args.get("--log-format", "text"));
+  for (const std::string& spec : args.all("--adapter")) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+      throw Error(concat("--adapter takes NAME=DIR, not '", spec, "'"));
+    options.preload_adapters.emplace_back(spec.substr(0, eq), spec.substr(eq + 1));
+  }
+  options.adapters.local_root = args.get("--adapter-root", "");
+  if (args.has("--adapter-memory"))
+    options.adapters.memory_budget = parse_byte_size(args.get("--adapter-memory"), "--adapter-memory");
   const EngineOptions engine_options = engine_options_from_flags(args);
   configure_allocator_for_server();
   LoadedModel loaded = load_model_from_flags(args);

@@ -30,14 +30,17 @@ const Command kCommands[] = {
      "              [--max-batch-total-tokens N] [--max-concurrent-requests N] [--max-batch-size N]\n"
      "              [--max-body-bytes 1MiB] [--model-id NAME] [--http-threads N] [--threads N]\n"
      "              [--max-connections 2048] [--header-timeout 10] [--body-timeout 10] [--keep-alive-timeout 15]\n"
-     "              [--shutdown-timeout 30] [--log-format text|json] [--no-access-log] [--check-weights]"},
+     "              [--shutdown-timeout 30] [--log-format text|json] [--no-access-log] [--check-weights]\n"
+     "              [--adapter NAME=DIR ...] [--adapter-root DIR] [--adapter-memory 1GiB] [--max-active-adapters 128]"},
     {"generate", flashneox::run_generate,
      "[--model DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
      "              [--typical-p P] [--repetition-penalty R] [--seed S] [--stop TEXT ...] [--ignore-eos]\n"
-     "              [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16] [--threads N] [--check-weights]"},
+     "              [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16] [--threads N] [--check-weights]\n"
+     "              [--adapter DIR]"},
     {"perplexity", flashneox::run_perplexity,
      "[--model DIR] --file TEXT [--start-token N] [--window W] [--stride S] [--partial-window]\n"
-     "              [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16] [--threads N] [--check-weights]"},
+     "              [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16] [--threads N] [--check-weights]\n"
+     "              [--adapter DIR]"},
     {"bench", flashneox::run_bench,
      "(--model DIR | --config CONFIG.json) [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16]\n"
      "              [--threads N] [--batch 1,8,32] [--prompt 128,512] [--new 128] [--json]"},

@@ -24,7 +24,7 @@ DType parse_weight_dtype(const std::string& s) {
 std::set<std::string> engine_flags() {
   return {"--block-size",          "--kv-cache-memory",         "--kv-cache-dtype", "--max-input-length",
           "--max-total-tokens",    "--max-batch-prefill-tokens", "--max-batch-total-tokens",
-          "--max-concurrent-requests", "--max-batch-size"};
+          "--max-concurrent-requests", "--max-batch-size", "--max-active-adapters"};
 }
 
 std::set<std::string> sampling_flags() {
@@ -78,6 +78,7 @@ EngineOptions engine_options_from_flags(const Args& args) {
   o.max_batch_total_tokens = args.get_int("--max-batch-total-tokens", o.max_batch_total_tokens);
   o.max_concurrent_requests = args.get_int("--max-concurrent-requests", o.max_concurrent_requests);
   o.max_batch_size = args.get_int("--max-batch-size", o.max_batch_size);
+  o.max_active_adapters = args.get_int("--max-active-adapters", o.max_active_adapters);
   return o;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <set>
 
 #include "core/error.h"
 #include "core/memory_size.h"
@@ -19,6 +20,7 @@ struct Engine::Sequence {
   int prompt_len = 0;
   int computed = 0;             // tokens whose K/V are in the cache
   std::vector<int32_t> blocks;
+  std::shared_ptr<const LoraAdapter> adapter;  // null: the base model
   std::optional<uint64_t> seed;
   std::mt19937_64 rng;          // the request's own stream: batch-independent
   TokenCounts counts;
@@ -56,6 +58,7 @@ Engine::Engine(std::unique_ptr<GptNeoxModel> model, std::shared_ptr<const Tokeni
   if (o.max_batch_prefill_tokens <= 0) throw Error("max_batch_prefill_tokens must be positive");
   if (o.max_concurrent_requests <= 0) throw Error("max_concurrent_requests must be positive");
   if (o.max_batch_size <= 0) throw Error("max_batch_size must be positive");
+  if (o.max_active_adapters <= 0) throw Error("max_active_adapters must be positive");
   const size_t block_bytes =
       KvCache::block_bytes(c.num_layers, o.block_size, c.num_heads, c.head_size, o.kv_cache_dtype);
   if (o.kv_cache_bytes == 0)
@@ -90,6 +93,8 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request) {
   for (int32_t id : request.prompt)
     if (id < 0 || id >= model_->config().vocab_size)
       throw Error(concat("token id ", id, " is outside the vocabulary"));
+  if (request.adapter && static_cast<int>(request.adapter->layers.size()) != model_->config().num_layers)
+    throw Error(concat("adapter '", request.adapter->name, "' was loaded for another model"));
   if (aborting_) throw ShuttingDownError("the server is shutting down");
   if (in_system_.fetch_add(1) >= options_.max_concurrent_requests) {
     in_system_.fetch_sub(1);
@@ -99,6 +104,7 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request) {
   }
   auto seq = std::make_unique<Sequence>();
   seq->params = p;
+  seq->adapter = std::move(request.adapter);
   seq->prompt_len = prompt_len;
   seq->tokens = std::move(request.prompt);
   for (int32_t id : seq->tokens) seq->counts.add(id);
@@ -193,12 +199,23 @@ std::vector<Engine::Planned> Engine::plan() {
     work.push_back({&s, count, s.params.decoder_input_details && !s.prefill_scored});
     ++it;
   }
-  // Then admit waiting requests in arrival order while they fit.
+  // Then admit waiting requests in arrival order while they fit. At most
+  // max_active_adapters distinct adapters run at once; a request whose adapter
+  // would pass the cap waits at the head of the queue and nobody behind it is
+  // admitted, so the running adapters drain and no adapter starves behind a
+  // busy one (first come, first served across adapters).
   int batch_tokens = 0;
-  for (const auto& s : running_) batch_tokens += potential_tokens(*s);
+  std::set<const LoraAdapter*> active;
+  for (const auto& s : running_) {
+    batch_tokens += potential_tokens(*s);
+    if (s->adapter) active.insert(s->adapter.get());
+  }
   while (!waiting_.empty() && budget > 0 &&
          static_cast<int>(running_.size()) < options_.max_batch_size) {
     Sequence& s = *waiting_.front();
+    if (s.adapter && !active.count(s.adapter.get()) &&
+        static_cast<int>(active.size()) >= options_.max_active_adapters)
+      break;
     if (!running_.empty() && batch_tokens + potential_tokens(s) > options_.max_batch_total_tokens) break;
     const int count = std::min(static_cast<int>(s.tokens.size()), budget);
     if (!blocks_->reserve(s.blocks, count)) break;  // wait for blocks: nobody jumps the queue
@@ -208,6 +225,7 @@ std::vector<Engine::Planned> Engine::plan() {
     }
     batch_tokens += potential_tokens(s);
     budget -= count;
+    if (s.adapter) active.insert(s.adapter.get());
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
     work.push_back({&s, count, s.params.decoder_input_details && !s.prefill_scored});
@@ -220,7 +238,7 @@ void Engine::run(std::vector<Planned>& work) {
   bool prefill = false;
   for (const Planned& w : work) {
     Sequence& s = *w.seq;
-    steps.push_back({s.tokens.data() + s.computed, w.count, s.computed, &s.blocks, w.keep_all});
+    steps.push_back({s.tokens.data() + s.computed, w.count, s.computed, &s.blocks, w.keep_all, s.adapter.get()});
     prefill = prefill || w.count > 1 || s.computed == 0;
   }
   const ForwardBatch batch = make_batch(steps, options_.block_size, prefill);

@@ -35,6 +35,7 @@ struct EngineOptions {
   int max_batch_total_tokens = 0;   // tokens the running batch may reach; 0: the cache's capacity
   int max_concurrent_requests = 128;  // waiting + running; more are refused
   int max_batch_size = 256;         // running sequences
+  int max_active_adapters = 128;    // distinct LoRA adapters in the running batch
 };
 
 // Refusal because the engine is full (HTTP 429), distinct from bad input.

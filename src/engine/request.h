@@ -6,12 +6,14 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/sampling_params.h"
+#include "lora/lora_adapter.h"
 
 namespace flashneox {
 
@@ -21,6 +23,7 @@ const char* finish_reason_name(FinishReason reason);  // "length", "eos_token", 
 struct GenerationRequest {
   std::vector<int32_t> prompt;  // token ids
   SamplingParams params;
+  std::shared_ptr<const LoraAdapter> adapter;  // null: the base model; held while the request runs
 };
 
 struct TokenInfo {

@@ -90,11 +90,13 @@ GenerateCall parse_generate_body(const std::string& body, const Tokenizer& token
   if (auto v = f.integer("best_of", 1, INT32_MAX); v && *v != 1)
     throw validation_error("`best_of` other than 1 is not supported by this server");
   if (f.boolean("watermark").value_or(false)) throw validation_error("`watermark` is not supported by this server");
-  if (auto id = f.string("adapter_id"); id && !id->empty())
-    throw validation_error(concat("adapter '", *id, "' is not loaded: this server serves the base model only"));
-  if (auto source = f.string("adapter_source"); source && !source->empty() && *source != "hub" && *source != "local")
-    throw validation_error("`adapter_source` must be \"hub\" or \"local\"");
-  if (f.raw("merged_adapters")) throw validation_error("`merged_adapters` is not supported by this server");
+  call.adapter_id = f.string("adapter_id").value_or("");
+  if (auto source = f.string("adapter_source"); source && !source->empty()) {
+    if (*source != "hub" && *source != "local")
+      throw validation_error("`adapter_source` must be \"hub\" or \"local\"");
+    call.adapter_source = *source;
+  }
+  if (f.raw("merged_adapters")) throw validation_error("`merged_adapters` is not supported by this server yet");
   f.string("api_token");  // for hub downloads in LoRAX; nothing is downloaded here (README)
   if (f.raw("grammar")) throw validation_error("`grammar` (constrained decoding) is not supported by this server yet");
   if (f.raw("response_format"))

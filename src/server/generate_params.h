@@ -17,6 +17,8 @@ struct GenerateCall {
   bool details = false;
   bool return_full_text = false;
   bool stream = false;         // the compat route "/" decides by this
+  std::string adapter_id;      // "" for the base model
+  std::string adapter_source = "hub";
 };
 
 // Parses {"inputs": ..., "parameters": {...}, "stream": ...}. Throws ApiError.

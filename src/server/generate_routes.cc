@@ -51,9 +51,17 @@ json full_details(const GenerateCall& call, const Collected& c) {
 }
 
 // Runs a request to the end; the TGI response object plus timing headers.
+// The engine request with the adapter it names, loaded here (on the handler
+// thread) if it is not in memory yet.
+GenerationRequest with_adapter(Server& server, const GenerateCall& call) {
+  GenerationRequest request = call.request;
+  request.adapter = server.adapter_for(call.adapter_id, call.adapter_source);
+  return request;
+}
+
 json generate_once(Server& server, const GenerateCall& call, const HttpRequest& req, HttpResponse& res) {
   const Clock::time_point received = Clock::now();
-  auto handle = submit_or_throw(server.engine(), call.request);
+  auto handle = submit_or_throw(server.engine(), with_adapter(server, call));
   const Collected c = collect(*handle, req);
   const RequestEvent& f = c.final_event;
   record_access(res, f);
@@ -78,7 +86,7 @@ json generate_once(Server& server, const GenerateCall& call, const HttpRequest& 
 // TGI's stream: one event per token; the last token's event also carries the
 // full text and the details, so each token is held until the next event.
 void generate_stream(Server& server, GenerateCall call, HttpResponse& res) {
-  auto handle = submit_or_throw(server.engine(), call.request);
+  auto handle = submit_or_throw(server.engine(), with_adapter(server, call));
   auto held = std::make_shared<std::optional<json>>();
   auto index = std::make_shared<int>(0);
   const std::string prefix = call.return_full_text ? call.inputs : "";

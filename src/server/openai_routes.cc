@@ -45,6 +45,8 @@ void run(Server& server, const HttpRequest& req, HttpResponse& res, OpenAiCall c
   const std::string id = shape.id_prefix + std::to_string(g_next_id++);
   const std::string model = server.options().model_id;
   const int64_t created = unix_time();
+  // `model` names an adapter, as LoRAX reads it; the base model's name (or none) is the base.
+  if (!call.model.empty() && call.model != model) call.request.adapter = server.adapter_for(call.model, "hub");
   auto handle = submit_or_throw(server.engine(), std::move(call.request));
   if (!call.stream) {
     const Collected c = collect(*handle, req);
@@ -200,11 +202,12 @@ void install_openai_routes(Router& router, Server& server) {
     guarded(res, [&] { chat_completions(server, req, res); });
   });
   router.get("/v1/models", [&server](const HttpRequest&, HttpResponse& res) {
-    reply_json(res, {{"object", "list"},
-                     {"data", json::array({{{"id", server.options().model_id},
-                                            {"object", "model"},
-                                            {"created", unix_time()},
-                                            {"owned_by", "flashneox"}}})}});
+    json data = json::array({{{"id", server.options().model_id}, {"object", "model"}, {"created", unix_time()},
+                              {"owned_by", "flashneox"}}});
+    for (const std::string& name : server.adapters().loaded_names())
+      data.push_back({{"id", name}, {"object", "model"}, {"created", unix_time()}, {"owned_by", "flashneox"},
+                      {"parent", server.options().model_id}});
+    reply_json(res, {{"object", "list"}, {"data", data}});
   });
 }
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "server/api_error.h"
 #include "server/http_util.h"
 
 namespace flashneox {
@@ -22,6 +23,8 @@ bool constant_time_equals(const std::string& a, const std::string& b) {
 }
 
 Server::Server(Engine& engine, ServerOptions options) : engine_(engine), options_(std::move(options)) {
+  adapters_ = std::make_unique<AdapterStore>(engine_.model().config(), options_.adapters);
+  for (const auto& [name, dir] : options_.preload_adapters) adapters_->preload(name, dir);
   if (options_.http.handler_threads <= 0)
     options_.http.handler_threads = engine_.options().max_concurrent_requests + 16;
   try {
@@ -52,6 +55,15 @@ void Server::install_routes() {
       reply_error(res, ApiError(401, "unauthorized", "missing or wrong API key (Authorization: Bearer ...)"));
     };
   });
+}
+
+std::shared_ptr<const LoraAdapter> Server::adapter_for(const std::string& id, const std::string& source) {
+  if (id.empty()) return nullptr;
+  try {
+    return adapters_->get(id, source);
+  } catch (const AdapterError& e) {
+    throw ApiError(e.status(), "validation", e.what());
+  }
 }
 
 int Server::bind() {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "lora/adapter_store.h"
 #include "server/chat_template.h"
 #include "server/http/http_server.h"
 #include "server/http/router.h"
@@ -20,6 +21,8 @@ struct ServerOptions {
   std::string model_id;             // reported by /info and /v1/models
   HttpLimits http;                  // 0 handler threads: max_concurrent_requests + 16
   AccessLogFormat access_log = AccessLogFormat::Text;
+  AdapterStoreOptions adapters;     // where per-request LoRA adapters come from
+  std::vector<std::pair<std::string, std::string>> preload_adapters;  // (name, dir), --adapter NAME=DIR
 };
 
 class Server {
@@ -40,6 +43,9 @@ class Server {
   const ModelChatTemplate& chat_template() const { return chat_template_; }
   const ServerOptions& options() const { return options_; }
   const Router& router() const { return router_; }
+  AdapterStore& adapters() { return *adapters_; }
+  // The adapter a request names (empty id: none), as an ApiError when it cannot be had.
+  std::shared_ptr<const LoraAdapter> adapter_for(const std::string& id, const std::string& source);
 
  private:
   void install_routes();
@@ -47,6 +53,7 @@ class Server {
   Engine& engine_;
   ServerOptions options_;
   Router router_;
+  std::unique_ptr<AdapterStore> adapters_;
   std::unique_ptr<HttpServer> http_;
   ModelChatTemplate chat_template_;
 };

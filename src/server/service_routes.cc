@@ -14,7 +14,8 @@ using nlohmann::json;
 
 namespace {
 
-std::string render_metrics(const Engine& engine) {
+std::string render_metrics(Server& server) {
+  const Engine& engine = server.engine();
   const EngineStats s = engine.stats();
   const EngineMetrics& m = engine.metrics();
   std::string out;
@@ -38,6 +39,19 @@ std::string render_metrics(const Engine& engine) {
   m.inter_token_latency.render("flashneox_inter_token_latency_seconds", "Time between consecutive tokens.", out);
   m.end_to_end_latency.render("flashneox_request_duration_seconds", "Time from arrival to the last token.", out);
   m.batch_size.render("flashneox_batch_forward_size", "Sequences per forward pass.", out);
+  const AdapterStoreStats a = server.adapters().stats();
+  gauge("flashneox_adapters_loaded", "LoRA adapters in memory.", a.loaded);
+  gauge("flashneox_adapter_memory_bytes", "Memory the loaded adapters take.", static_cast<double>(a.bytes));
+  auto counter = [&](const char* name, const char* help, double value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " +
+           std::to_string(value) + "\n";
+  };
+  counter("flashneox_adapter_loads_total", "Adapter loads.", static_cast<double>(a.loads));
+  counter("flashneox_adapter_load_failures_total", "Adapter loads that failed.", static_cast<double>(a.failures));
+  counter("flashneox_adapter_evictions_total", "Adapters evicted to stay within --adapter-memory.",
+          static_cast<double>(a.evictions));
+  counter("flashneox_adapter_hits_total", "Requests whose adapter was already in memory.", static_cast<double>(a.hits));
+  counter("flashneox_adapter_load_seconds_total", "Time spent loading adapters.", a.load_seconds);
   return out;
 }
 
@@ -62,6 +76,8 @@ void install_service_routes(Router& router, Server& server) {
                      {"max_batch_total_tokens", o.max_batch_total_tokens},
                      {"max_batch_size", o.max_batch_size},
                      {"block_size", o.block_size},
+                     {"max_active_adapters", o.max_active_adapters},
+                     {"adapters_loaded", server.adapters().stats().loaded},
                      {"kv_cache_bytes", e.kv_cache_bytes()},
                      {"waiting_served_ratio", 1.2},
                      {"max_waiting_tokens", 20},
@@ -72,7 +88,7 @@ void install_service_routes(Router& router, Server& server) {
   });
   router.get("/metrics", [&server](const HttpRequest&, HttpResponse& res) {
     res.content_type = "text/plain; version=0.0.4";
-    res.body = render_metrics(server.engine());
+    res.body = render_metrics(server);
   });
   router.post("/tokenize", [&server](const HttpRequest& req, HttpResponse& res) {
     guarded(res, [&] {
