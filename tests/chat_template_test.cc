@@ -88,6 +88,13 @@ TEST(ChatTemplate, DeepNestingIsRefusedNotACrash) {
   EXPECT_EQ(ChatTemplate("{{ " + std::string(30, '(') + "1" + std::string(30, ')') + " }}").render(json::object()), "1");
 }
 
+TEST(ChatTemplate, ArithmeticOverflowIsAnError) {
+  // Found by the fuzzer: signed overflow was undefined behaviour.
+  EXPECT_THROW(ChatTemplate("{{ 999999999999999999 * 999999999999999999 }}").render(json::object()), Error);
+  EXPECT_THROW(ChatTemplate("{{ 999999999999999999 + 999999999999999999 * 10 }}").render(json::object()), Error);
+  EXPECT_EQ(ChatTemplate("{{ 6 * 7 }}").render(json::object()), "42");
+}
+
 TEST(ChatTemplate, HugeIntegerLiteralSaysSo) {
   EXPECT_NE(refusal("{{ 99999999999999999999999 }}").find("integer literal 99999999999999999999999 is too large"),
             std::string::npos);

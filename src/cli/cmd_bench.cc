@@ -20,6 +20,7 @@
 #include "io/random_checkpoint.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/roofline.h"
+#include "lora/lora_adapter.h"
 
 namespace flashneox {
 
@@ -38,12 +39,42 @@ size_t resident_bytes() {
 }
 
 struct Result {
-  int batch, prompt, generated;
+  int batch, prompt, generated, adapters;
   double prefill_tokens_per_s, decode_tokens_per_s, ttft_ms;
   double decode_bytes_per_s, prefill_flops_per_s;
 };
 
-Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t seed) {
+// Random LoRA adapters of the model's shape on all four projections of every
+// layer (for timing; values small so the logits stay ordinary).
+std::vector<std::shared_ptr<const LoraAdapter>> random_adapters(const ModelConfig& c, int count, int rank) {
+  std::vector<std::shared_ptr<const LoraAdapter>> out;
+  std::mt19937 rng(99);
+  std::normal_distribution<float> value(0.0f, 0.01f);
+  const int64_t h = c.hidden_size, inter = c.intermediate_size;
+  const std::pair<int64_t, int64_t> shapes[kLoraModules] = {{h, 3 * h}, {h, h}, {h, inter}, {inter, h}};
+  for (int i = 0; i < count; ++i) {
+    auto a = std::make_shared<LoraAdapter>();
+    a->name = "random-" + std::to_string(i);
+    a->layers.resize(static_cast<size_t>(c.num_layers));
+    for (auto& layer : a->layers)
+      for (int m = 0; m < kLoraModules; ++m) {
+        LoraWeights w;
+        w.rank = rank;
+        w.scale = 2.0f;
+        w.a.resize(static_cast<size_t>(rank * shapes[m].first));
+        w.b.resize(static_cast<size_t>(shapes[m].second * rank));
+        for (float& v : w.a) v = value(rng);
+        for (float& v : w.b) v = value(rng);
+        a->bytes += (w.a.size() + w.b.size()) * sizeof(float);
+        layer[static_cast<size_t>(m)] = std::move(w);
+      }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t seed,
+               const std::vector<std::shared_ptr<const LoraAdapter>>& adapters = {}) {
   const ModelConfig& c = engine.model().config();
   std::mt19937 rng(static_cast<uint32_t>(seed));
   std::uniform_int_distribution<int32_t> token(2, std::min(c.vocab_size, 50000) - 1);
@@ -54,6 +85,7 @@ Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t s
     for (int t = 0; t < prompt; ++t) r.prompt.push_back(token(rng));
     r.params.max_new_tokens = new_tokens;
     r.params.ignore_eos_token = true;
+    if (!adapters.empty()) r.adapter = adapters[static_cast<size_t>(b) % adapters.size()];
     handles.push_back(engine.submit(std::move(r)));
   }
   std::vector<Clock::time_point> first(static_cast<size_t>(batch));
@@ -80,6 +112,7 @@ Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t s
   Result r{};
   r.batch = batch;
   r.prompt = prompt;
+  r.adapters = static_cast<int>(adapters.size());
   r.generated = generated;
   const double prefill_s = std::chrono::duration<double>(last_first - start).count();
   const double decode_s = std::chrono::duration<double>(end - last_first).count();
@@ -112,13 +145,18 @@ Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t s
 int run_bench(int argc, char** argv) {
   Args args(argc, argv, 2,
             {"--model", "--config", "--dtype", "--threads", "--batch", "--prompt", "--new", "--block-size",
-             "--kv-cache-dtype"},
+             "--kv-cache-dtype", "--adapters", "--adapter-rank", "--adapter"},
             {"--json"});
   set_num_threads(args.get_int("--threads", 0));
   const int threads = num_threads();
   const std::vector<int32_t> batches = parse_int_list(args.get("--batch", "1,8,32"), "--batch");
   const std::vector<int32_t> prompts = parse_int_list(args.get("--prompt", "128"), "--prompt");
   const int new_tokens = args.get_int("--new", 128);
+  // Distinct LoRA adapters per run (0: the base model alone), each request of
+  // a batch on one of them; every count runs beside the others in one process.
+  const std::vector<int32_t> adapter_counts = parse_int_list(args.get("--adapters", "0"), "--adapters");
+  const int adapter_rank = args.get_int("--adapter-rank", 16);
+  if (adapter_rank < 1 || adapter_rank > 1024) throw Error("--adapter-rank must be between 1 and 1024");
   if (new_tokens < 2) throw Error("--new must be at least 2");
   for (int v : batches) if (v < 1) throw Error("--batch values must be positive");
   for (int v : prompts) if (v < 1) throw Error("--prompt values must be positive");
@@ -156,10 +194,15 @@ int run_bench(int argc, char** argv) {
   options.max_batch_size = max_batch;
   options.max_concurrent_requests = max_batch + 1;
   options.max_batch_prefill_tokens = std::max(4096, max_prompt);
+  options.max_active_adapters = 1 << 20;
   const size_t tokens = static_cast<size_t>(max_batch) *
                         ((max_prompt + new_tokens + options.block_size - 1) / options.block_size + 1) * options.block_size;
   options.kv_cache_bytes = tokens * 2 * c.num_layers * c.hidden_size * dtype_size(options.kv_cache_dtype);
   auto tokenizer = Tokenizer::from_file(default_model_dir() + "/tokenizer.json");
+  std::shared_ptr<const LoraAdapter> given;  // --adapter DIR: every request runs with it
+  if (args.has("--adapter")) given = LoraAdapter::load(args.get("--adapter"), args.get("--adapter"), c);
+  const int most_adapters = *std::max_element(adapter_counts.begin(), adapter_counts.end());
+  const auto pool = random_adapters(c, most_adapters, adapter_rank);
   Engine engine(std::move(model), std::move(tokenizer), options);
   run_one(engine, 1, 8, 4, 7);  // warm-up: page in weights, spin up the threads
 
@@ -168,11 +211,21 @@ int run_bench(int argc, char** argv) {
   const double peak = cpu::measure_fma_peak(threads);
   std::vector<Result> results;
   for (int p : prompts)
-    for (int b : batches) {
-      results.push_back(run_one(engine, b, p, new_tokens, 1000 + b * 7 + p));
-      if (!json_out)
-        std::fprintf(stderr, "  prompt %d batch %d: %.0f decode tokens/s\n", p, b, results.back().decode_tokens_per_s);
-    }
+    for (int b : batches)
+      for (int n : adapter_counts) {
+        std::vector<std::shared_ptr<const LoraAdapter>> use(pool.begin(), pool.begin() + n);
+        if (given) use = {given};
+        results.push_back(run_one(engine, b, p, new_tokens, 1000 + b * 7 + p, use));
+        if (!json_out)
+          std::fprintf(stderr, "  prompt %d batch %d adapters %d: %.0f decode tokens/s\n", p, b, results.back().adapters,
+                       results.back().decode_tokens_per_s);
+      }
+  // Each row against the base-model row of the same prompt and batch.
+  auto base_of = [&](const Result& r) -> const Result* {
+    for (const Result& o : results)
+      if (o.prompt == r.prompt && o.batch == r.batch && o.adapters == 0) return &o;
+    return nullptr;
+  };
   const size_t rss = resident_bytes();
 
   if (json_out) {
@@ -181,7 +234,9 @@ int run_bench(int argc, char** argv) {
                           {"machine", {{"read_bandwidth_bytes_per_s", bandwidth}, {"fma_peak_flops", peak}}}};
     out["results"] = nlohmann::json::array();
     for (const Result& r : results)
-      out["results"].push_back({{"batch", r.batch}, {"prompt", r.prompt},
+      out["results"].push_back({{"batch", r.batch}, {"prompt", r.prompt}, {"adapters", r.adapters},
+                                {"decode_vs_base", base_of(r) ? nlohmann::json(r.decode_tokens_per_s / base_of(r)->decode_tokens_per_s)
+                                                              : nlohmann::json(nullptr)},
                                 {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                                 {"decode_tokens_per_s", r.decode_tokens_per_s}, {"ttft_ms", r.ttft_ms},
                                 {"decode_bandwidth_ratio", r.decode_bytes_per_s / bandwidth},
@@ -194,12 +249,17 @@ int run_bench(int argc, char** argv) {
               new_tokens, rss / 1048576.0);
   std::printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (measured now)\n\n", bandwidth / 1e9,
               peak / 1e9);
-  std::printf("%7s %6s %14s %9s %13s %17s %19s\n", "prompt", "batch", "prefill tok/s", "TTFT ms", "decode tok/s",
-              "decode % of BW", "prefill % of peak");
-  for (const Result& r : results)
-    std::printf("%7d %6d %14.0f %9.1f %13.1f %16.0f%% %18.0f%%\n", r.prompt, r.batch, r.prefill_tokens_per_s,
-                r.ttft_ms, r.decode_tokens_per_s, 100.0 * r.decode_bytes_per_s / bandwidth,
-                peak > 0 ? 100.0 * r.prefill_flops_per_s / peak : 0.0);
+  std::printf("%7s %6s %8s %14s %9s %13s %15s %17s %19s\n", "prompt", "batch", "adapters", "prefill tok/s", "TTFT ms",
+              "decode tok/s", "decode vs base", "decode % of BW", "prefill % of peak");
+  for (const Result& r : results) {
+    const Result* base = base_of(r);
+    char ratio[32] = "-";
+    if (base && base->decode_tokens_per_s > 0)
+      std::snprintf(ratio, sizeof ratio, "%.2f", r.decode_tokens_per_s / base->decode_tokens_per_s);
+    std::printf("%7d %6d %8d %14.0f %9.1f %13.1f %15s %16.0f%% %18.0f%%\n", r.prompt, r.batch, r.adapters,
+                r.prefill_tokens_per_s, r.ttft_ms, r.decode_tokens_per_s, ratio,
+                100.0 * r.decode_bytes_per_s / bandwidth, peak > 0 ? 100.0 * r.prefill_flops_per_s / peak : 0.0);
+  }
   return 0;
 }
 

@@ -313,11 +313,16 @@ json eval_binary(const Expr& e, Scope& scope) {
   if (l.is_number() && r.is_number()) {
     if (l.is_number_integer() && r.is_number_integer()) {
       const int64_t a = l.get<int64_t>(), b = r.get<int64_t>();
-      if (op == "+") return a + b;
-      if (op == "-") return a - b;
-      if (op == "*") return a * b;
+      int64_t out = 0;
+      const bool overflow = op == "+" ? __builtin_add_overflow(a, b, &out)
+                            : op == "-" ? __builtin_sub_overflow(a, b, &out)
+                            : op == "*" ? __builtin_mul_overflow(a, b, &out)
+                                        : false;
+      if (overflow) throw Error(concat("chat template: ", a, " ", op, " ", b, " overflows a 64-bit integer"));
+      if (op == "+" || op == "-" || op == "*") return out;
       if (op == "%") {
         if (b == 0) throw Error("chat template: modulo by zero");
+        if (b == -1) return int64_t{0};  // INT64_MIN % -1 would trap
         return a % b;
       }
     } else {
