@@ -146,7 +146,7 @@ int run_bench(int argc, char** argv) {
   Args args(argc, argv, 2,
             {"--model", "--config", "--dtype", "--threads", "--batch", "--prompt", "--new", "--block-size",
              "--kv-cache-dtype", "--adapters", "--adapter-rank", "--adapter"},
-            {"--json"});
+            {"--json", "--check-weights"});
   set_num_threads(args.get_int("--threads", 0));
   const int threads = num_threads();
   const std::vector<int32_t> batches = parse_int_list(args.get("--batch", "1,8,32"), "--batch");
@@ -162,6 +162,7 @@ int run_bench(int argc, char** argv) {
   for (int v : prompts) if (v < 1) throw Error("--prompt values must be positive");
   LoadOptions load;
   if (args.has("--dtype")) load.weight_dtype = parse_weight_dtype(args.get("--dtype"));
+  load.check_weights = args.has("--check-weights");
   const bool json_out = args.has("--json");
 
   std::string dir, label;

@@ -44,7 +44,7 @@ const Command kCommands[] = {
     {"bench", flashneox::run_bench,
      "(--model DIR | --config CONFIG.json) [--dtype f32|f16|bf16|int8] [--kv-cache-dtype f32|f16]\n"
      "              [--threads N] [--batch 1,8,32] [--prompt 128,512] [--new 128] [--json]\n"
-     "              [--adapters 0,1,8,32] [--adapter-rank 16] [--adapter DIR]"},
+     "              [--adapters 0,1,8,32] [--adapter-rank 16] [--adapter DIR] [--check-weights]"},
     {"tokenize", flashneox::run_tokenize,
      "[--tokenizer FILE] [--decode] [--skip-special-tokens]  JSON lines on stdin"},
 };
