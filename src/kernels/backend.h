@@ -55,7 +55,7 @@ struct AttentionParams {
 struct LoraSegment {
   int64_t begin = 0, end = 0;  // rows [begin, end) of x and y
   const float* a = nullptr;    // [rank, in]   lora_A
-  const float* b = nullptr;    // [out, rank]  lora_B
+  const float* b = nullptr;    // [rank, out]  lora_B transposed
   int rank = 0;
   float scale = 0.0f;
 };

@@ -210,7 +210,10 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::load(const std::string& dir, con
       w.a.resize(static_cast<size_t>(rank * in));
       w.b.resize(static_cast<size_t>(out * rank));
       convert_to_f32(a->dtype, a->data, w.a.data(), w.a.size());
-      convert_to_f32(b->dtype, b->data, w.b.data(), w.b.size());
+      std::vector<float> b_rows(w.b.size());  // [out, rank] as stored
+      convert_to_f32(b->dtype, b->data, b_rows.data(), b_rows.size());
+      for (int64_t o = 0; o < out; ++o)
+        for (int64_t j = 0; j < rank; ++j) w.b[static_cast<size_t>(j * out + o)] = b_rows[static_cast<size_t>(o * rank + j)];
       for (float v : w.a)
         if (!std::isfinite(v)) throw Error(concat(weights_path, ": ", path, ".lora_A.weight holds NaN or Inf"));
       for (float v : w.b)

@@ -22,7 +22,7 @@ struct LoraWeights {
   int rank = 0;
   float scale = 0.0f;           // lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora
   std::vector<float> a;         // [rank, in]  (lora_A.weight)
-  std::vector<float> b;         // [out, rank] (lora_B.weight)
+  std::vector<float> b;         // [rank, out]: lora_B.weight ([out, rank]) transposed, for the kernels
 };
 
 struct LoraAdapter {
