@@ -14,19 +14,29 @@ namespace flashneox {
 
 namespace {
 
-// Counts NaN and infinite values; `first` gets the index of the first one.
+// Counts NaN and infinite values (exponent bits all set) on the stored bits,
+// without widening; `first` gets the index of the first one.
+template <typename Bits>
+size_t count_all_ones(const Bits* v, size_t n, Bits mask, size_t* first) {
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) bad += (v[i] & mask) == mask;
+  if (bad)
+    for (size_t i = 0; i < n; ++i)
+      if ((v[i] & mask) == mask) {
+        *first = i;
+        break;
+      }
+  return bad;
+}
+
 size_t count_non_finite(const TensorView& view, size_t* first) {
   const size_t n = static_cast<size_t>(view.numel());
-  size_t bad = 0;
-  std::vector<float> chunk(1 << 16);
-  for (size_t start = 0; start < n; start += chunk.size()) {
-    const size_t len = std::min(chunk.size(), n - start);
-    convert_to_f32(view.dtype, static_cast<const unsigned char*>(view.data) + start * dtype_size(view.dtype),
-                   chunk.data(), len);
-    for (size_t i = 0; i < len; ++i)
-      if (!std::isfinite(chunk[i]) && bad++ == 0) *first = start + i;
+  switch (view.dtype) {
+    case DType::F32: return count_all_ones(static_cast<const uint32_t*>(view.data), n, uint32_t{0x7f800000}, first);
+    case DType::F16: return count_all_ones(static_cast<const uint16_t*>(view.data), n, uint16_t{0x7c00}, first);
+    case DType::BF16: return count_all_ones(static_cast<const uint16_t*>(view.data), n, uint16_t{0x7f80}, first);
+    default: return 0;
   }
-  return bad;
 }
 
 struct Loader {
