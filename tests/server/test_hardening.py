@@ -183,6 +183,19 @@ def test_slow_connections_do_not_starve_a_normal_request(make_server):
     assert_serving(s)
 
 
+def test_idle_keep_alive_connections_are_closed(make_server):
+    s = make_server("--keep-alive-timeout", "1")
+    with socket.create_connection(host_port(s), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while b"{}" not in reply:
+            reply += sock.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 200")
+        start = time.time()
+        assert sock.recv(100) == b""  # the server closes the idle connection
+        assert 0.5 < time.time() - start < 5
+
+
 def test_connection_limit_answers_503_at_once(make_server):
     s = make_server("--max-connections", "20")
     socks = slowloris(s, 20)
