@@ -63,6 +63,8 @@ std::vector<AdapterCase> cases() {
   return out;
 }
 
+void PrintTo(const AdapterCase& c, std::ostream* os) { *os << c.model << "/" << c.adapter << "/" << c.mode; }
+
 std::string case_name(const ::testing::TestParamInfo<AdapterCase>& info) {
   std::string name = info.param.model + "_" + info.param.adapter + "_" + info.param.mode;
   for (char& c : name)
