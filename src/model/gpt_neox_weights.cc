@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <set>
 
 #include "core/error.h"
@@ -16,13 +17,20 @@ namespace {
 
 // Counts NaN and infinite values (exponent bits all set) on the stored bits,
 // without widening; `first` gets the index of the first one.
+// Tensor data may sit at any alignment in the file: read each value by memcpy.
 template <typename Bits>
-size_t count_all_ones(const Bits* v, size_t n, Bits mask, size_t* first) {
+size_t count_all_ones(const void* data, size_t n, Bits mask, size_t* first) {
+  const unsigned char* p = static_cast<const unsigned char*>(data);
+  auto at = [&](size_t i) {
+    Bits v;
+    std::memcpy(&v, p + i * sizeof(Bits), sizeof(Bits));
+    return (v & mask) == mask;
+  };
   size_t bad = 0;
-  for (size_t i = 0; i < n; ++i) bad += (v[i] & mask) == mask;
+  for (size_t i = 0; i < n; ++i) bad += at(i);
   if (bad)
     for (size_t i = 0; i < n; ++i)
-      if ((v[i] & mask) == mask) {
+      if (at(i)) {
         *first = i;
         break;
       }
@@ -32,9 +40,9 @@ size_t count_all_ones(const Bits* v, size_t n, Bits mask, size_t* first) {
 size_t count_non_finite(const TensorView& view, size_t* first) {
   const size_t n = static_cast<size_t>(view.numel());
   switch (view.dtype) {
-    case DType::F32: return count_all_ones(static_cast<const uint32_t*>(view.data), n, uint32_t{0x7f800000}, first);
-    case DType::F16: return count_all_ones(static_cast<const uint16_t*>(view.data), n, uint16_t{0x7c00}, first);
-    case DType::BF16: return count_all_ones(static_cast<const uint16_t*>(view.data), n, uint16_t{0x7f80}, first);
+    case DType::F32: return count_all_ones(view.data, n, uint32_t{0x7f800000}, first);
+    case DType::F16: return count_all_ones(view.data, n, uint16_t{0x7c00}, first);
+    case DType::BF16: return count_all_ones(view.data, n, uint16_t{0x7f80}, first);
     default: return 0;
   }
 }
