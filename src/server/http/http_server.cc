@@ -271,10 +271,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // Written from the handler thread, which waits for the write: the body is
   // freed by the thread that built it (a thread-caching allocator keeps
   // memory freed by other threads until the owner runs again).
-  void write_whole(const HttpResponse& res) {
+  void write_whole(HttpResponse& res) {
     http::response<http::string_body> msg(static_cast<http::status>(res.status), 11);
     add_headers(msg, res);
-    msg.body() = res.body;
+    msg.body() = std::move(res.body);  // no copy of a large body
     msg.prepare_payload();
     const bool written = on_strand([this, &msg](std::function<void(beast::error_code)> done) {
       stream_.expires_after(ms(server_.limits.write_timeout_s));
