@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 namespace flashneox {
 
@@ -83,7 +84,42 @@ std::shared_ptr<const LoraAdapter> AdapterStore::get(const std::string& id, cons
     ++stats_.hits;
     return it->second.adapter;
   }
-  const std::string key = source + ":" + id;
+  lock.unlock();
+  return get_or_load(source + ":" + id, [&] {
+    const std::string dir = source == "local" ? resolve_local(id) : resolve_hub(id);
+    try {
+      return LoraAdapter::load(dir, id, base_);
+    } catch (const AdapterError&) {
+      throw;
+    } catch (const Error& e) {
+      throw AdapterError(422, concat("adapter '", id, "' cannot be used: ", e.what()));
+    }
+  });
+}
+
+std::shared_ptr<const LoraAdapter> AdapterStore::get_merged(const MergeSpec& spec, const std::string& source) {
+  try {
+    spec.validate();
+  } catch (const Error& e) {
+    throw AdapterError(422, e.what());
+  }
+  std::vector<std::shared_ptr<const LoraAdapter>> parts;
+  for (const std::string& id : spec.ids) {
+    if (id.empty()) throw AdapterError(422, "`merged_adapters.ids` holds an empty id");
+    parts.push_back(get(id, source));
+  }
+  return get_or_load("merged:" + source + ":" + spec.key(), [&] {
+    try {
+      return merge_adapters(parts, spec, "merged adapter");
+    } catch (const Error& e) {
+      throw AdapterError(422, e.what());
+    }
+  });
+}
+
+template <class Load>
+std::shared_ptr<const LoraAdapter> AdapterStore::get_or_load(const std::string& key, Load load) {
+  std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     auto it = entries_.find(key);
     if (it == entries_.end()) break;
@@ -99,27 +135,23 @@ std::shared_ptr<const LoraAdapter> AdapterStore::get(const std::string& id, cons
   lock.unlock();
   const auto start = std::chrono::steady_clock::now();
   std::shared_ptr<const LoraAdapter> adapter;
-  std::string error;
-  int status = 422;
+  std::optional<AdapterError> error;
   try {
-    const std::string dir = source == "local" ? resolve_local(id) : resolve_hub(id);
-    adapter = LoraAdapter::load(dir, id, base_);
+    adapter = load();
   } catch (const AdapterError& e) {
-    error = e.what();
-    status = e.status();
-  } catch (const Error& e) {
-    error = concat("adapter '", id, "' cannot be used: ", e.what());
+    error = e;
   }
   lock.lock();
   if (!adapter) {
     entries_.erase(key);
     ++stats_.failures;
     loaded_.notify_all();
-    throw AdapterError(status, error);
+    throw *error;
   }
   Entry& e = entries_[key];
   e.adapter = adapter;
   e.loading = false;
+  e.merged = key.starts_with("merged:");
   e.last_used = std::chrono::steady_clock::now();
   ++stats_.loads;
   stats_.load_seconds += std::chrono::duration<double>(e.last_used - start).count();
@@ -163,7 +195,7 @@ std::vector<std::string> AdapterStore::loaded_names() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<std::string> out;
   for (const auto& [key, e] : entries_)
-    if (e.adapter) out.push_back(e.adapter->name);
+    if (e.adapter && !e.merged) out.push_back(e.adapter->name);
   return out;
 }
 

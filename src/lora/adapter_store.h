@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "lora/adapter_merge.h"
 #include "lora/lora_adapter.h"
 
 namespace flashneox {
@@ -52,9 +53,12 @@ class AdapterStore {
   // The adapter `id` from `source` ("hub", the default, or "local"); a name
   // given to preload() wins whatever the source. Throws AdapterError.
   std::shared_ptr<const LoraAdapter> get(const std::string& id, const std::string& source = "hub");
+  // The adapters of `spec` (each from `source`) merged into one, cached by the
+  // definition like any other adapter. Throws AdapterError.
+  std::shared_ptr<const LoraAdapter> get_merged(const MergeSpec& spec, const std::string& source = "hub");
 
   AdapterStoreStats stats() const;
-  std::vector<std::string> loaded_names() const;
+  std::vector<std::string> loaded_names() const;  // merged adapters are not listed
   // Where a hub id resolves in the local cache (the snapshot folder), or an
   // AdapterError naming where it looked.
   std::string resolve_hub(const std::string& id) const;
@@ -65,10 +69,14 @@ class AdapterStore {
     std::shared_ptr<const LoraAdapter> adapter;  // null while loading
     bool pinned = false;
     bool loading = false;
-    std::string error;  // the failed load's message (the entry is then dropped)
+    bool merged = false;
     std::chrono::steady_clock::time_point last_used;
   };
   void evict_locked();
+  // The cached adapter under `key`, or the one `load` makes (run unlocked, on
+  // the calling thread; callers of the same key wait for it).
+  template <class Load>
+  std::shared_ptr<const LoraAdapter> get_or_load(const std::string& key, Load load);
 
   const ModelConfig base_;
   AdapterStoreOptions options_;

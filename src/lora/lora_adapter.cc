@@ -183,11 +183,16 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::load(const std::string& dir, con
   adapter->name = name;
   adapter->dir = dir;
   adapter->layers.resize(static_cast<size_t>(base.num_layers));
+  adapter->config_scale.resize(static_cast<size_t>(base.num_layers));
   int applied = 0;
   for (int l = 0; l < base.num_layers; ++l) {
     for (int mi = 0; mi < kLoraModules; ++mi) {
       const LoraModule m = static_cast<LoraModule>(mi);
       const std::string path = module_path(l, m);
+      const double r = pattern_value(cfg, "rank_pattern", path).value_or(r_default);
+      const double alpha = pattern_value(cfg, "alpha_pattern", path).value_or(alpha_default);
+      const float scale = static_cast<float>(rslora ? alpha / std::sqrt(r) : alpha / r);
+      adapter->config_scale[static_cast<size_t>(l)][static_cast<size_t>(mi)] = scale;
       const TensorView* a = find(path + ".lora_A.weight");
       const TensorView* b = find(path + ".lora_B.weight");
       if (!targeted(l, m)) {
@@ -196,8 +201,6 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::load(const std::string& dir, con
       }
       if (!a || !b)
         throw Error(concat(weights_path, ": missing ", path, !a ? ".lora_A.weight" : ".lora_B.weight"));
-      const double r = pattern_value(cfg, "rank_pattern", path).value_or(r_default);
-      const double alpha = pattern_value(cfg, "alpha_pattern", path).value_or(alpha_default);
       const auto [in, out] = module_shape(base, m);
       const int64_t rank = a->shape.size() == 2 ? a->shape[0] : -1;
       if (a->shape != std::vector<int64_t>{rank, in} || rank <= 0 || rank != static_cast<int64_t>(r))
@@ -208,7 +211,7 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::load(const std::string& dir, con
                            lora_module_name(m), " has ", out, " outputs) needs [", out, ", ", rank, "]"));
       LoraWeights w;
       w.rank = static_cast<int>(rank);
-      w.scale = static_cast<float>(rslora ? alpha / std::sqrt(r) : alpha / r);
+      w.scale = scale;
       w.a.resize(static_cast<size_t>(rank * in));
       w.b.resize(static_cast<size_t>(out * rank));
       convert_to_f32(a->dtype, a->data, w.a.data(), w.a.size());

@@ -31,6 +31,9 @@ struct LoraAdapter {
   // [layer][module]: empty where the adapter does not touch that projection.
   std::vector<std::array<std::optional<LoraWeights>, kLoraModules>> layers;
   size_t bytes = 0;             // memory the weights take
+  // [layer][module]: the scale adapter_config.json gives each projection,
+  // targeted or not (a merge takes its first adapter's, as LoRAX does).
+  std::vector<std::array<float, kLoraModules>> config_scale;
 
   const LoraWeights* find(int layer, LoraModule m) const {
     const auto& w = layers[static_cast<size_t>(layer)][static_cast<size_t>(m)];

@@ -45,6 +45,39 @@ void validate_sampling(const SamplingParams& p) {
   }
 }
 
+namespace {
+
+// LoRAX's MergedAdapters: ids, weights, merge_strategy, density, majority_sign_method.
+MergeSpec read_merge_spec(const json& value) {
+  JsonFields f(value, "parameters.merged_adapters");
+  MergeSpec spec;
+  const json* ids = f.raw("ids");
+  if (!ids || !ids->is_array()) throw validation_error("`merged_adapters.ids` must be a list of adapter ids");
+  for (const json& id : *ids) {
+    if (!id.is_string()) throw validation_error("`merged_adapters.ids` must be a list of adapter ids");
+    spec.ids.push_back(id.get<std::string>());
+  }
+  if (const json* weights = f.raw("weights")) {
+    if (!weights->is_array()) throw validation_error("`merged_adapters.weights` must be a list of numbers");
+    for (const json& w : *weights) {
+      if (!w.is_number()) throw validation_error("`merged_adapters.weights` must be a list of numbers");
+      spec.weights.push_back(w.get<double>());
+    }
+  }
+  if (auto s = f.string("merge_strategy")) spec.strategy = *s;
+  if (auto d = f.number("density", 0.0, 1.0)) spec.density = *d;
+  if (auto m = f.string("majority_sign_method")) spec.majority_sign_method = *m;
+  f.finish();
+  try {
+    spec.validate();
+  } catch (const Error& e) {
+    throw validation_error(e.what());
+  }
+  return spec;
+}
+
+}  // namespace
+
 GenerateCall parse_generate_body(const std::string& body, const Tokenizer& tokenizer) {
   const json root = parse_json_body(body);
   JsonFields top(root, "");
@@ -96,7 +129,10 @@ GenerateCall parse_generate_body(const std::string& body, const Tokenizer& token
       throw validation_error("`adapter_source` must be \"hub\" or \"local\"");
     call.adapter_source = *source;
   }
-  if (f.raw("merged_adapters")) throw validation_error("`merged_adapters` is not supported by this server yet");
+  if (const json* merged = f.raw("merged_adapters")) {
+    if (!call.adapter_id.empty()) throw validation_error("give at most one of `adapter_id` and `merged_adapters`");
+    call.merged_adapters = read_merge_spec(*merged);
+  }
   f.string("api_token");  // for hub downloads in LoRAX; nothing is downloaded here (README)
   if (f.raw("grammar")) throw validation_error("`grammar` (constrained decoding) is not supported by this server yet");
   if (f.raw("response_format"))

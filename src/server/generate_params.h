@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/request.h"
+#include "lora/adapter_merge.h"
 #include "tokenizer/tokenizer.h"
 
 namespace flashneox {
@@ -19,6 +20,7 @@ struct GenerateCall {
   bool stream = false;         // the compat route "/" decides by this
   std::string adapter_id;      // "" for the base model
   std::string adapter_source = "hub";
+  std::optional<MergeSpec> merged_adapters;  // LoRAX's per-request merge, instead of adapter_id
 };
 
 // Parses {"inputs": ..., "parameters": {...}, "stream": ...}. Throws ApiError.

@@ -55,7 +55,8 @@ json full_details(const GenerateCall& call, const Collected& c) {
 // thread) if it is not in memory yet.
 GenerationRequest with_adapter(Server& server, const GenerateCall& call) {
   GenerationRequest request = call.request;
-  request.adapter = server.adapter_for(call.adapter_id, call.adapter_source);
+  request.adapter = call.merged_adapters ? server.merged_adapter_for(*call.merged_adapters, call.adapter_source)
+                                         : server.adapter_for(call.adapter_id, call.adapter_source);
   return request;
 }
 

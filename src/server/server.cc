@@ -66,6 +66,14 @@ std::shared_ptr<const LoraAdapter> Server::adapter_for(const std::string& id, co
   }
 }
 
+std::shared_ptr<const LoraAdapter> Server::merged_adapter_for(const MergeSpec& spec, const std::string& source) {
+  try {
+    return adapters_->get_merged(spec, source);
+  } catch (const AdapterError& e) {
+    throw ApiError(e.status(), "validation", e.what());
+  }
+}
+
 int Server::bind() {
   options_.port = http_->listen(options_.host, options_.port);
   return options_.port;

@@ -46,6 +46,7 @@ class Server {
   AdapterStore& adapters() { return *adapters_; }
   // The adapter a request names (empty id: none), as an ApiError when it cannot be had.
   std::shared_ptr<const LoraAdapter> adapter_for(const std::string& id, const std::string& source);
+  std::shared_ptr<const LoraAdapter> merged_adapter_for(const MergeSpec& spec, const std::string& source);
 
  private:
   void install_routes();
