@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
+#include "lora/random_adapter.h"
 #include "test_support.h"
 
 namespace flashneox {
@@ -80,17 +81,23 @@ std::vector<GenerationRequest> mixed_requests() {
   return out;
 }
 
-Outcome run_alone(const GenerationRequest& request) {
-  auto engine = make_engine();
+Outcome run_alone(const GenerationRequest& request, DType kv_dtype = DType::F32) {
+  EngineOptions options;
+  options.kv_cache_dtype = kv_dtype;
+  auto engine = make_engine(options);
   auto handle = engine->submit(request);
   engine->run_until_idle();
   return drain(*handle);
 }
 
-void expect_batch_invariant(EngineOptions options, bool expect_preemption) {
-  const auto requests = mixed_requests();
+// Each request gives the same tokens alone and in a staggered batch of all
+// 16; with `adapters`, request i runs with adapters[i % size] (null: none).
+void expect_batch_invariant(EngineOptions options, bool expect_preemption,
+                            const std::vector<std::shared_ptr<const LoraAdapter>>& adapters = {}) {
+  auto requests = mixed_requests();
+  for (size_t i = 0; i < requests.size() && !adapters.empty(); ++i) requests[i].adapter = adapters[i % adapters.size()];
   std::vector<Outcome> alone;
-  for (const auto& r : requests) alone.push_back(run_alone(r));
+  for (const auto& r : requests) alone.push_back(run_alone(r, options.kv_cache_dtype));
 
   auto engine = make_engine(options);
   const int total_blocks = engine->stats().kv_blocks_total;
@@ -145,6 +152,30 @@ TEST(Engine, BatchInvariantUnderPreemption) {
   tight.max_batch_prefill_tokens = 24;  // long prompts are chunked too
   tight.max_batch_total_tokens = 4096;  // admit optimistically: blocks run out mid-generation
   expect_batch_invariant(tight, true);
+}
+
+// Random adapters of the bundled model's shape, large enough to change what it says.
+std::vector<std::shared_ptr<const LoraAdapter>> bundled_adapters() {
+  const ModelConfig c = ModelConfig::from_file(testing::bundled_model() + "/config.json");
+  return {nullptr, random_lora_adapter(c, 8, 1, 0.05f), random_lora_adapter(c, 16, 2, 0.05f),
+          random_lora_adapter(c, 4, 3, 0.05f)};
+}
+
+TEST(Engine, AdaptersStayBatchInvariantUnderPreemptionAndChunkedPrefill) {
+  EngineOptions tight;
+  tight.block_size = 4;
+  tight.max_total_tokens = 64;
+  const ModelConfig c = ModelConfig::from_file(testing::bundled_model() + "/config.json");
+  tight.kv_cache_bytes = KvCache::block_bytes(c.num_layers, 4, c.num_heads, c.head_size) * 40;
+  tight.max_batch_prefill_tokens = 24;
+  tight.max_batch_total_tokens = 4096;
+  expect_batch_invariant(tight, true, bundled_adapters());
+}
+
+TEST(Engine, AdaptersStayBatchInvariantWithAnF16Cache) {
+  EngineOptions f16;
+  f16.kv_cache_dtype = DType::F16;
+  expect_batch_invariant(f16, false, bundled_adapters());
 }
 
 TEST(Engine, GreedyMatchesTheBundledReference) {

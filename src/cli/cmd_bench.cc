@@ -21,6 +21,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/roofline.h"
 #include "lora/lora_adapter.h"
+#include "lora/random_adapter.h"
 
 namespace flashneox {
 
@@ -44,32 +45,9 @@ struct Result {
   double decode_bytes_per_s, prefill_flops_per_s;
 };
 
-// Random LoRA adapters of the model's shape on all four projections of every
-// layer (for timing; values small so the logits stay ordinary).
 std::vector<std::shared_ptr<const LoraAdapter>> random_adapters(const ModelConfig& c, int count, int rank) {
   std::vector<std::shared_ptr<const LoraAdapter>> out;
-  std::mt19937 rng(99);
-  std::normal_distribution<float> value(0.0f, 0.01f);
-  const int64_t h = c.hidden_size, inter = c.intermediate_size;
-  const std::pair<int64_t, int64_t> shapes[kLoraModules] = {{h, 3 * h}, {h, h}, {h, inter}, {inter, h}};
-  for (int i = 0; i < count; ++i) {
-    auto a = std::make_shared<LoraAdapter>();
-    a->name = "random-" + std::to_string(i);
-    a->layers.resize(static_cast<size_t>(c.num_layers));
-    for (auto& layer : a->layers)
-      for (int m = 0; m < kLoraModules; ++m) {
-        LoraWeights w;
-        w.rank = rank;
-        w.scale = 2.0f;
-        w.a.resize(static_cast<size_t>(rank * shapes[m].first));
-        w.b.resize(static_cast<size_t>(shapes[m].second * rank));
-        for (float& v : w.a) v = value(rng);
-        for (float& v : w.b) v = value(rng);
-        a->bytes += (w.a.size() + w.b.size()) * sizeof(float);
-        layer[static_cast<size_t>(m)] = std::move(w);
-      }
-    out.push_back(std::move(a));
-  }
+  for (int i = 0; i < count; ++i) out.push_back(random_lora_adapter(c, rank, 99 + static_cast<uint32_t>(i)));
   return out;
 }
 

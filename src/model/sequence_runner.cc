@@ -52,7 +52,7 @@ std::vector<SequenceResult> run_sequences(GptNeoxModel& model,
   }
   int total_blocks = 0;
   const auto tables = plan_blocks(lengths, options, total_blocks);
-  auto cache = model.make_cache(total_blocks, options.block_size);
+  auto cache = model.make_cache(total_blocks, options.block_size, options.kv_dtype);
   auto adapter_of = [&](size_t s) { return options.adapters.empty() ? nullptr : options.adapters.at(s); };
 
   std::vector<SequenceResult> results(sequences.size());
@@ -111,7 +111,7 @@ std::vector<std::vector<int32_t>> greedy_continue(GptNeoxModel& model,
   }
   int total_blocks = 0;
   const auto tables = plan_blocks(lengths, options, total_blocks);
-  auto cache = model.make_cache(total_blocks, options.block_size);
+  auto cache = model.make_cache(total_blocks, options.block_size, options.kv_dtype);
   auto adapter_of = [&](size_t s) { return options.adapters.empty() ? nullptr : options.adapters.at(s); };
   std::vector<std::vector<int32_t>> generated(prompts.size());
   std::vector<std::vector<int32_t>> tokens = prompts;  // prompt + generated so far

@@ -17,6 +17,7 @@ struct RunOptions {
   int cached_prefix = 0;    // of those, this many go in an earlier prefill first
   int block_size = 16;
   bool scatter_blocks = false;  // blocks from a shuffled pool, interleaved across sequences
+  DType kv_dtype = DType::F32;
   // Per sequence, the LoRA adapter it runs with (nullptr: none); empty: none at all.
   std::vector<const LoraAdapter*> adapters;
 };
