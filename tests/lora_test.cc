@@ -111,7 +111,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, AdapterParity, ::testing::ValuesIn(cases()), 
 
 // No adapter, lora-a, lora-b and lora-c-rslora in one batch: each sequence's
 // logits equal the ones it gets alone (the same bits up to 1e-5), with f32
-// weights and an f32 cache, and with int8 weights and an f16 cache.
+// weights and an f32 cache, and with int8 weights, f16 adapters and an f16 cache.
 TEST(Lora, MixedBatchGivesEachSequenceWhatItGetsAlone) {
   for (const std::string model_name : {"neox-parallel", "neox-sequential"})
   for (const bool low_precision : {false, true}) {
@@ -121,7 +121,8 @@ TEST(Lora, MixedBatchGivesEachSequenceWhatItGetsAlone) {
     auto model = GptNeoxModel::load(base, nullptr, load);
     std::vector<std::shared_ptr<const LoraAdapter>> adapters = {nullptr};
     for (const auto& entry : fs::directory_iterator(base + "/adapters"))
-      adapters.push_back(LoraAdapter::load(entry.path().string(), entry.path().filename().string(), model->config()));
+      adapters.push_back(LoraAdapter::load(entry.path().string(), entry.path().filename().string(), model->config(),
+                                           lora_dtype_for(model->weights().dtype)));
     const auto ref = load_reference(base);
     std::vector<std::vector<int32_t>> prompts;
     RunOptions mixed;
@@ -146,8 +147,9 @@ TEST(Lora, MixedBatchGivesEachSequenceWhatItGetsAlone) {
   }
 }
 
-// f16, bf16 and int8 weights, each with an f32 and an f16 cache: the
-// adapter's effect (logits with it minus logits without, at that precision)
+// f16, bf16 and int8 weights (with the adapter kept in f16 beside them, as the
+// server keeps it), each with an f32 and an f16 cache: the adapter's effect
+// (logits with it minus logits without, at that precision)
 // is the f32 model's within a small fraction of its size: 0.5% for f16, 1.5%
 // for bf16, 6% for int8 (which also quantizes the activations, per row).
 TEST(Lora, EveryWeightAndCacheDtypeKeepsTheAdaptersEffect) {
@@ -156,9 +158,11 @@ TEST(Lora, EveryWeightAndCacheDtypeKeepsTheAdaptersEffect) {
     auto exact = GptNeoxModel::load(base);
     const auto ref = load_reference(base);
     auto adapter = LoraAdapter::load(base + "/adapters/lora-a", "a", exact->config());
+    auto adapter_f16 = LoraAdapter::load(base + "/adapters/lora-a", "a", exact->config(), DType::F16);
     RunOptions plain, with_adapter;
-    with_adapter.adapters.assign(ref.prompts.size(), adapter.get());
     auto effect = [&](GptNeoxModel& model) {
+      with_adapter.adapters.assign(ref.prompts.size(),
+                                   model.weights().dtype == DType::F32 ? adapter.get() : adapter_f16.get());
       const auto without = run_sequences(model, ref.prompts, plain);
       const auto with = run_sequences(model, ref.prompts, with_adapter);
       std::vector<std::vector<float>> out;

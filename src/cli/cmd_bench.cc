@@ -45,9 +45,10 @@ struct Result {
   double decode_bytes_per_s, prefill_flops_per_s;
 };
 
-std::vector<std::shared_ptr<const LoraAdapter>> random_adapters(const ModelConfig& c, int count, int rank) {
+std::vector<std::shared_ptr<const LoraAdapter>> random_adapters(const ModelConfig& c, int count, int rank, DType dtype) {
   std::vector<std::shared_ptr<const LoraAdapter>> out;
-  for (int i = 0; i < count; ++i) out.push_back(random_lora_adapter(c, rank, 99 + static_cast<uint32_t>(i)));
+  for (int i = 0; i < count; ++i)
+    out.push_back(random_lora_adapter(c, rank, 99 + static_cast<uint32_t>(i), 0.01f, dtype));
   return out;
 }
 
@@ -179,9 +180,10 @@ int run_bench(int argc, char** argv) {
   options.kv_cache_bytes = tokens * 2 * c.num_layers * c.hidden_size * dtype_size(options.kv_cache_dtype);
   auto tokenizer = Tokenizer::from_file(default_model_dir() + "/tokenizer.json");
   std::shared_ptr<const LoraAdapter> given;  // --adapter DIR: every request runs with it
-  if (args.has("--adapter")) given = LoraAdapter::load(args.get("--adapter"), args.get("--adapter"), c);
+  const DType adapter_dtype = lora_dtype_for(model->weights().dtype);
+  if (args.has("--adapter")) given = LoraAdapter::load(args.get("--adapter"), args.get("--adapter"), c, adapter_dtype);
   const int most_adapters = *std::max_element(adapter_counts.begin(), adapter_counts.end());
-  const auto pool = random_adapters(c, most_adapters, adapter_rank);
+  const auto pool = random_adapters(c, most_adapters, adapter_rank, adapter_dtype);
   Engine engine(std::move(model), std::move(tokenizer), options);
   run_one(engine, 1, 8, 4, 7);  // warm-up: page in weights, spin up the threads
 

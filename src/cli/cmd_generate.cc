@@ -35,11 +35,12 @@ int run_generate(int argc, char** argv) {
                                                 options.kv_cache_dtype) *
                            static_cast<size_t>((options.max_total_tokens + options.block_size - 1) / options.block_size);
   const ModelConfig config = c;
+  const DType adapter_dtype = lora_dtype_for(loaded.model->weights().dtype);
   Engine engine(std::move(loaded.model), loaded.tokenizer, options);
 
   const auto start = Clock::now();
   GenerationRequest request{ids, params, nullptr};
-  if (args.has("--adapter")) request.adapter = LoraAdapter::load(args.get("--adapter"), args.get("--adapter"), config);
+  if (args.has("--adapter")) request.adapter = LoraAdapter::load(args.get("--adapter"), args.get("--adapter"), config, adapter_dtype);
   auto handle = engine.submit(std::move(request));
   RequestEvent event;
   Clock::time_point first_token{};

@@ -44,7 +44,7 @@ int run_logits(int argc, char** argv) {
       throw Error(concat("--lora takes NAME=DIR, not '", spec, "'"));
     const std::string name = spec.substr(0, eq);
     if (adapters.count(name)) throw Error(concat("--lora: the name '", name, "' is given twice"));
-    adapters[name] = LoraAdapter::load(spec.substr(eq + 1), name, model->config());
+    adapters[name] = LoraAdapter::load(spec.substr(eq + 1), name, model->config(), lora_dtype_for(model->weights().dtype));
   }
   for (const std::string& name : adapter_names) {
     if (name.empty()) {

@@ -26,7 +26,8 @@ int run_perplexity(int argc, char** argv) {
   LoadedModel loaded = load_model_from_flags(args);
   GptNeoxModel& model = *loaded.model;
   std::shared_ptr<const LoraAdapter> adapter;
-  if (args.has("--adapter")) adapter = LoraAdapter::load(args.get("--adapter"), args.get("--adapter"), model.config());
+  if (args.has("--adapter")) adapter = LoraAdapter::load(args.get("--adapter"), args.get("--adapter"), model.config(),
+                                                        lora_dtype_for(model.weights().dtype));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(concat("cannot open ", path));
   std::stringstream text;

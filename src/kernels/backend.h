@@ -54,10 +54,11 @@ struct AttentionParams {
 // idea on the CPU). Segments never overlap.
 struct LoraSegment {
   int64_t begin = 0, end = 0;  // rows [begin, end) of x and y
-  const float* a = nullptr;    // [rank, in]   lora_A
-  const float* b = nullptr;    // [rank, out]  lora_B transposed
+  const void* a = nullptr;     // [rank, in]   lora_A
+  const void* b = nullptr;     // [rank, out]  lora_B transposed
   int rank = 0;
   float scale = 0.0f;
+  DType dtype = DType::F32;    // of a and b: F32 or F16
 };
 
 class Backend {

@@ -107,6 +107,12 @@ std::shared_ptr<const LoraAdapter> merge_adapters(const std::vector<std::shared_
   merged->name = name;
   merged->layers.resize(parts[0]->layers.size());
   merged->config_scale = parts[0]->config_scale;
+  // Kept like its parts are (each is f32 or f16 beside the same base).
+  DType dtype = DType::F32;
+  for (const auto& part : parts)
+    for (const auto& layer : part->layers)
+      for (const auto& w : layer)
+        if (w) dtype = w->dtype;
   for (size_t l = 0; l < merged->layers.size(); ++l) {
     for (int mi = 0; mi < kLoraModules; ++mi) {
       const LoraModule m = static_cast<LoraModule>(mi);
@@ -119,12 +125,13 @@ std::shared_ptr<const LoraAdapter> merge_adapters(const std::vector<std::shared_
           throw Error(concat("cannot merge '", spec.ids[0], "' and '", spec.ids[i], "': layer ", l, " ",
                              lora_module_name(m), " has rank ", rank, " in one and ", w->rank, " in the other"));
         rank = w->rank;
-        out = static_cast<int>(w->b.size() / static_cast<size_t>(rank));
-        std::vector<float> b_peft(w->b.size());  // [out, r], PEFT's layout
+        const std::vector<float> b_t = w->b_f32();
+        out = static_cast<int>(b_t.size() / static_cast<size_t>(rank));
+        std::vector<float> b_peft(b_t.size());  // [out, r], PEFT's layout
         for (int o = 0; o < out; ++o)
           for (int j = 0; j < rank; ++j)
-            b_peft[static_cast<size_t>(o) * rank + j] = w->b[static_cast<size_t>(j) * out + o];
-        std::vector<float> a_peft = w->a;
+            b_peft[static_cast<size_t>(o) * rank + j] = b_t[static_cast<size_t>(j) * out + o];
+        std::vector<float> a_peft = w->a_f32();
         if (dare && spec.density < 1) {
           const float rescale = static_cast<float>(1.0 / spec.density);
           int tensor = 0;
@@ -154,7 +161,8 @@ std::shared_ptr<const LoraAdapter> merge_adapters(const std::vector<std::shared_
       w.b.resize(b_peft.size());
       for (int o = 0; o < out; ++o)
         for (int j = 0; j < rank; ++j) w.b[static_cast<size_t>(j) * out + o] = b_peft[static_cast<size_t>(o) * rank + j];
-      merged->bytes += (w.a.size() + w.b.size()) * sizeof(float);
+      w.store_as(dtype);
+      merged->bytes += w.bytes();
       merged->layers[l][static_cast<size_t>(mi)] = std::move(w);
     }
   }

@@ -30,7 +30,7 @@ AdapterStore::AdapterStore(const ModelConfig& base, AdapterStoreOptions options)
 
 void AdapterStore::preload(const std::string& name, const std::string& dir) {
   const auto start = std::chrono::steady_clock::now();
-  auto adapter = LoraAdapter::load(dir, name, base_);
+  auto adapter = LoraAdapter::load(dir, name, base_, options_.weight_dtype);
   std::lock_guard<std::mutex> lock(mutex_);
   if (entries_.count(name)) throw Error(concat("--adapter: the name '", name, "' is given twice"));
   Entry& e = entries_[name];
@@ -88,7 +88,7 @@ std::shared_ptr<const LoraAdapter> AdapterStore::get(const std::string& id, cons
   return get_or_load(source + ":" + id, [&] {
     const std::string dir = source == "local" ? resolve_local(id) : resolve_hub(id);
     try {
-      return LoraAdapter::load(dir, id, base_);
+      return LoraAdapter::load(dir, id, base_, options_.weight_dtype);
     } catch (const AdapterError&) {
       throw;
     } catch (const Error& e) {

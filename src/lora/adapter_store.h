@@ -35,6 +35,7 @@ struct AdapterStoreOptions {
   std::string local_root;              // "local" adapters must lie under it; empty: local loading off
   size_t memory_budget = size_t{1} << 30;  // idle adapters beyond it are evicted
   std::string hub_cache;               // empty: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub
+  DType weight_dtype = DType::F32;     // adapters are kept in (lora_dtype_for the base)
 };
 
 struct AdapterStoreStats {

@@ -96,8 +96,44 @@ std::optional<double> pattern_value(const Config& cfg, const char* field, const 
 
 }  // namespace
 
+std::vector<float> LoraWeights::a_f32() const {
+  if (dtype == DType::F32) return a;
+  std::vector<float> out(a_f16.size());
+  convert_to_f32(DType::F16, a_f16.data(), out.data(), out.size());
+  return out;
+}
+
+std::vector<float> LoraWeights::b_f32() const {
+  if (dtype == DType::F32) return b;
+  std::vector<float> out(b_f16.size());
+  convert_to_f32(DType::F16, b_f16.data(), out.data(), out.size());
+  return out;
+}
+
+void LoraWeights::store_as(DType to) {
+  if (to == dtype) return;
+  if (to == DType::F32) {
+    a = a_f32();
+    b = b_f32();
+    a_f16 = {};
+    b_f16 = {};
+  } else if (to == DType::F16) {
+    a_f16.resize(a.size());
+    b_f16.resize(b.size());
+    for (size_t i = 0; i < a.size(); ++i) a_f16[i] = f32_to_f16(a[i]);
+    for (size_t i = 0; i < b.size(); ++i) b_f16[i] = f32_to_f16(b[i]);
+    a = {};
+    b = {};
+  } else {
+    throw Error(concat("LoRA weights are kept in f32 or f16, not ", dtype_name(to)));
+  }
+  dtype = to;
+}
+
+DType lora_dtype_for(DType base) { return base == DType::F32 ? DType::F32 : DType::F16; }
+
 std::shared_ptr<const LoraAdapter> LoraAdapter::load(const std::string& dir, const std::string& name,
-                                                     const ModelConfig& base) {
+                                                     const ModelConfig& base, DType dtype) {
   namespace fs = std::filesystem;
   Config cfg{dir + "/adapter_config.json", {}};
   if (!fs::exists(cfg.path)) throw Error(concat(dir, ": no adapter_config.json (not a PEFT adapter folder)"));
@@ -223,7 +259,8 @@ std::shared_ptr<const LoraAdapter> LoraAdapter::load(const std::string& dir, con
         if (!std::isfinite(v)) throw Error(concat(weights_path, ": ", path, ".lora_A.weight holds NaN or Inf"));
       for (float v : w.b)
         if (!std::isfinite(v)) throw Error(concat(weights_path, ": ", path, ".lora_B.weight holds NaN or Inf"));
-      adapter->bytes += (w.a.size() + w.b.size()) * sizeof(float);
+      w.store_as(dtype);
+      adapter->bytes += w.bytes();
       adapter->layers[static_cast<size_t>(l)][static_cast<size_t>(mi)] = std::move(w);
       ++applied;
     }

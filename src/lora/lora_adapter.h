@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "io/model_config.h"
 
 namespace flashneox {
@@ -18,12 +19,29 @@ enum class LoraModule { Qkv = 0, Dense = 1, FcIn = 2, FcOut = 3 };
 constexpr int kLoraModules = 4;
 const char* lora_module_name(LoraModule m);  // "query_key_value", ...
 
+// Kept in f32, or in f16 beside 16-bit and int8 base weights: decode reads
+// every distinct adapter's A and B each step, so halving them is what keeps
+// a batch of many adapters near the base model's speed.
 struct LoraWeights {
   int rank = 0;
   float scale = 0.0f;           // lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora
+  DType dtype = DType::F32;     // F32: a and b hold the values; F16: a_f16 and b_f16 do
   std::vector<float> a;         // [rank, in]  (lora_A.weight)
   std::vector<float> b;         // [rank, out]: lora_B.weight ([out, rank]) transposed, for the kernels
+  std::vector<uint16_t> a_f16, b_f16;
+
+  const void* a_data() const { return dtype == DType::F16 ? static_cast<const void*>(a_f16.data()) : a.data(); }
+  const void* b_data() const { return dtype == DType::F16 ? static_cast<const void*>(b_f16.data()) : b.data(); }
+  std::vector<float> a_f32() const;
+  std::vector<float> b_f32() const;
+  size_t bytes() const { return (a.size() + b.size()) * sizeof(float) + (a_f16.size() + b_f16.size()) * 2; }
+  // Converts to `dtype` (F32 or F16) in place.
+  void store_as(DType dtype);
 };
+
+// The dtype adapters are kept in beside base weights of `base`: f32 with an
+// f32 base (exact), f16 otherwise.
+DType lora_dtype_for(DType base);
 
 struct LoraAdapter {
   std::string name;
@@ -43,8 +61,9 @@ struct LoraAdapter {
   // Loads `dir`, refusing (Error naming the field, tensor or shape) anything
   // this engine cannot apply exactly: DoRA, LoRA biases, modules_to_save,
   // other PEFT types, shapes that do not fit `base`, damaged files.
+  // The weights are kept in `dtype` (F32 or F16).
   static std::shared_ptr<const LoraAdapter> load(const std::string& dir, const std::string& name,
-                                                 const ModelConfig& base);
+                                                 const ModelConfig& base, DType dtype = DType::F32);
 };
 
 }  // namespace flashneox

@@ -5,7 +5,8 @@
 
 namespace flashneox {
 
-std::shared_ptr<const LoraAdapter> random_lora_adapter(const ModelConfig& c, int rank, uint32_t seed, float stddev) {
+std::shared_ptr<const LoraAdapter> random_lora_adapter(const ModelConfig& c, int rank, uint32_t seed, float stddev,
+                                                       DType dtype) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> value(0.0f, stddev);
   const int64_t h = c.hidden_size, inter = c.intermediate_size;
@@ -23,7 +24,8 @@ std::shared_ptr<const LoraAdapter> random_lora_adapter(const ModelConfig& c, int
       w.b.resize(static_cast<size_t>(shapes[m].second * rank));
       for (float& v : w.a) v = value(rng);
       for (float& v : w.b) v = value(rng);
-      a->bytes += (w.a.size() + w.b.size()) * sizeof(float);
+      w.store_as(dtype);
+      a->bytes += w.bytes();
       layer[static_cast<size_t>(m)] = std::move(w);
     }
   return a;

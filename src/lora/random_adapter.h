@@ -13,6 +13,6 @@ namespace flashneox {
 
 // A and B drawn from N(0, stddev²), scale alpha / r = 2; the same seed gives the same adapter.
 std::shared_ptr<const LoraAdapter> random_lora_adapter(const ModelConfig& config, int rank, uint32_t seed,
-                                                       float stddev = 0.01f);
+                                                       float stddev = 0.01f, DType dtype = DType::F32);
 
 }  // namespace flashneox

@@ -183,7 +183,7 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
     segments.clear();
     for (const AdapterRows& r : adapter_rows)
       if (const LoraWeights* w = r.adapter->find(layer, m))
-        segments.push_back({r.begin, r.end, w->a.data(), w->b.data(), w->rank, w->scale});
+        segments.push_back({r.begin, r.end, w->a_data(), w->b_data(), w->rank, w->scale, w->dtype});
     if (!segments.empty()) be.lora_add(input, in, segments.data(), static_cast<int>(segments.size()), output, out);
   };
 

@@ -23,6 +23,7 @@ bool constant_time_equals(const std::string& a, const std::string& b) {
 }
 
 Server::Server(Engine& engine, ServerOptions options) : engine_(engine), options_(std::move(options)) {
+  options_.adapters.weight_dtype = lora_dtype_for(engine_.model().weights().dtype);
   adapters_ = std::make_unique<AdapterStore>(engine_.model().config(), options_.adapters);
   for (const auto& [name, dir] : options_.preload_adapters) adapters_->preload(name, dir);
   if (options_.http.handler_threads <= 0)

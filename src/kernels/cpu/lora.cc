@@ -2,6 +2,7 @@
 // (a few dozen), so the work is two thin products per row: `rank` dot
 // products over the input, then `rank` scaled rows of Bᵀ added into the
 // output (B is kept transposed, [rank, out], so that is a contiguous axpy).
+// f16 A and B are widened a row at a time into a per-thread scratch row.
 // Rows run in parallel when there are enough of them, otherwise the output
 // columns do. Every row takes one fixed code path, so a sequence gets the same
 // bits alone or beside others.
@@ -17,26 +18,39 @@ namespace flashneox::cpu {
 
 namespace {
 
-// s[j] = x · A[j]   (A: [rank, in])
-FLASHNEOX_ISA_CLONES void shrink(const float* x, int64_t in, const float* a, int rank, float* s) {
-  for (int j = 0; j < rank; ++j) {
-    const float* row = a + j * in;
-    float sum = 0.0f;
+FLASHNEOX_ISA_CLONES float dot(const float* x, const float* w, int64_t n) {
+  float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t k = 0; k < in; ++k) sum += x[k] * row[k];
-    s[j] = sum;
-  }
+  for (int64_t k = 0; k < n; ++k) sum += x[k] * w[k];
+  return sum;
+}
+
+FLASHNEOX_ISA_CLONES void axpy(float c, const float* w, float* y, int64_t n) {
+#pragma omp simd
+  for (int64_t o = 0; o < n; ++o) y[o] += c * w[o];
+}
+
+// Elements [from, to) of row j of a [rows, cols] matrix of the segment's
+// dtype, as f32: in place, or widened from f16 into `scratch`.
+const float* row_f32(const LoraSegment& seg, const void* m, int64_t cols, int j, int64_t from, int64_t to,
+                     float* scratch) {
+  const int64_t offset = static_cast<int64_t>(j) * cols + from;
+  if (seg.dtype == DType::F32) return static_cast<const float*>(m) + offset;
+  widen_f16(static_cast<const uint16_t*>(m) + offset, scratch, to - from);
+  return scratch;
+}
+
+// s[j] = x · A[j]   (A: [rank, in])
+void shrink(const LoraSegment& seg, const float* x, int64_t in, float* s, float* scratch) {
+  for (int j = 0; j < seg.rank; ++j) s[j] = dot(x, row_f32(seg, seg.a, in, j, 0, in, scratch), in);
 }
 
 // y[o] += Σ_j (scale · s[j]) · Bt[j, o]   for o in [from, to)   (Bt: [rank, out])
-FLASHNEOX_ISA_CLONES void expand(const float* s, const float* bt, int rank, float scale, float* y, int64_t out,
-                                 int64_t from, int64_t to) {
-  for (int j = 0; j < rank; ++j) {
-    const float c = scale * s[j];
-    const float* row = bt + j * out;
-#pragma omp simd
-    for (int64_t o = from; o < to; ++o) y[o] += c * row[o];
-  }
+void expand(const LoraSegment& seg, const float* s, float* y, int64_t out, int64_t from, int64_t to,
+            float* scratch) {
+  if (from >= to) return;
+  for (int j = 0; j < seg.rank; ++j)
+    axpy(seg.scale * s[j], row_f32(seg, seg.b, out, j, from, to, scratch), y + from, to - from);
 }
 
 }  // namespace
@@ -49,6 +63,7 @@ void lora_add(const float* x, int64_t in, const LoraSegment* segments, int count
     max_rank = std::max(max_rank, segments[i].rank);
   }
   if (rows == 0) return;
+  const size_t scratch_size = static_cast<size_t>(std::max(in, out));
   const int threads = omp_get_max_threads();
   if (rows >= threads) {
     std::vector<std::pair<int, int64_t>> work;  // (segment, row)
@@ -57,31 +72,32 @@ void lora_add(const float* x, int64_t in, const LoraSegment* segments, int count
       for (int64_t r = segments[i].begin; r < segments[i].end; ++r) work.emplace_back(i, r);
 #pragma omp parallel
     {
-      std::vector<float> s(static_cast<size_t>(max_rank));
+      std::vector<float> s(static_cast<size_t>(max_rank)), scratch(scratch_size);
 #pragma omp for schedule(static)
       for (int64_t w = 0; w < static_cast<int64_t>(work.size()); ++w) {
         const LoraSegment& seg = segments[work[w].first];
         const int64_t r = work[w].second;
-        shrink(x + r * in, in, seg.a, seg.rank, s.data());
-        expand(s.data(), seg.b, seg.rank, seg.scale, y + r * out, out, 0, out);
+        shrink(seg, x + r * in, in, s.data(), scratch.data());
+        expand(seg, s.data(), y + r * out, out, 0, out, scratch.data());
       }
     }
     return;
   }
   // Few rows (decode): each row's shrink, then its output columns in parallel.
-  std::vector<float> s(static_cast<size_t>(max_rank));
+  std::vector<float> s(static_cast<size_t>(max_rank)), scratch(scratch_size);
   for (int i = 0; i < count; ++i) {
     const LoraSegment& seg = segments[i];
     for (int64_t r = seg.begin; r < seg.end; ++r) {
-      shrink(x + r * in, in, seg.a, seg.rank, s.data());
+      shrink(seg, x + r * in, in, s.data(), scratch.data());
       float* yr = y + r * out;
 #pragma omp parallel
       {
         const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        std::vector<float> column_scratch(seg.dtype == DType::F32 ? 0 : scratch_size);
         // Column ranges on 16-float boundaries, so the vector code is the same for any split.
         const int64_t chunks = (out + 15) / 16;
-        expand(s.data(), seg.b, seg.rank, seg.scale, yr, out, std::min(out, chunks * t / n * 16),
-               std::min(out, chunks * (t + 1) / n * 16));
+        expand(seg, s.data(), yr, out, std::min(out, chunks * t / n * 16), std::min(out, chunks * (t + 1) / n * 16),
+               column_scratch.data());
       }
     }
   }
