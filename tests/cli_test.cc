@@ -111,3 +111,57 @@ TEST(Cli, TokenizeRoundTripsJsonLines) {
 
 }  // namespace
 }  // namespace flashneox
+
+#include "cli/commands.h"
+#include "cli/model_flags.h"
+
+namespace flashneox {
+namespace {
+
+TEST(Cli, EveryFlagACommandAcceptsIsInItsHelpOnce) {
+  for (const Command& c : commands()) {
+    std::string help;
+    ASSERT_EQ(testing::run_command(testing::flashneox_binary() + " " + c.name + " --help", &help), 0) << c.name;
+    std::set<std::string> seen;
+    for (const Flag& f : c.flags()) {
+      EXPECT_TRUE(seen.insert(f.name).second) << c.name << " declares " << f.name << " twice";
+      EXPECT_NE(help.find("\n  " + f.name + " "), std::string::npos) << c.name << " --help lacks " << f.name;
+      EXPECT_FALSE(f.help.empty()) << f.name;
+    }
+  }
+  // The flags the README's examples and the issue list use are among them.
+  std::string help;
+  testing::run_command(testing::flashneox_binary() + " generate --help", &help);
+  for (const char* flag : {"--frequency-penalty", "--presence-penalty", "--do-sample", "--threads"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+  testing::run_command(testing::flashneox_binary() + " serve --help", &help);
+  for (const char* flag : {"--http-threads", "--model-id", "--max-batch-size", "--adapter-root"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+}
+
+TEST(Cli, UnknownFlagsSuggestTheNearestAndValueErrorsNameTheFlag) {
+  std::string output;
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " generate --prompt x --temprature 0", &output), 1);
+  EXPECT_NE(output.find("did you mean --temperature?"), std::string::npos) << output;
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " generate --prompt x --top-p 2", &output), 1);
+  EXPECT_NE(output.find("--top-p must be"), std::string::npos) << output;
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " generate --prompt x --max-new-tokens", &output), 1);
+  EXPECT_NE(output.find("--max-new-tokens needs a value (N)"), std::string::npos) << output;
+}
+
+TEST(Cli, StopTextTakesNewlineAndTabEscapes) {
+  EXPECT_EQ(unescape_flag_text("\\n\\n"), "\n\n");
+  EXPECT_EQ(unescape_flag_text("a\\tb\\\\n\\x"), "a\tb\\n\\x");
+  // Greedy "ROMEO:" on the bundled model ends its first speech with a blank line.
+  std::string output;
+  ASSERT_EQ(testing::run_command(testing::flashneox_binary() +
+                                     " generate --prompt ROMEO: --temperature 0 --max-new-tokens 40 --stop '\\n\\n'",
+                                 &output, false),
+            0);
+  ASSERT_GE(output.size(), 2u);
+  EXPECT_EQ(output.substr(output.size() - 2), "\n\n") << output;
+  EXPECT_EQ(output.find("\n\n"), output.size() - 2) << output;
+}
+
+}  // namespace
+}  // namespace flashneox

@@ -1,13 +1,14 @@
 #include "cli/args.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/error.h"
 
 namespace flashneox {
 
-Args::Args(int argc, char** argv, int first, const std::set<std::string>& valued,
-           const std::set<std::string>& switches) {
+Args::Args(int argc, char** argv, int first, const Flags& flags) {
+  for (const Flag& f : flags) declared_.push_back(f.name);
   for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg.rfind("--", 0) != 0) throw Error(concat("unexpected argument '", arg, "'"));
@@ -18,27 +19,43 @@ Args::Args(int argc, char** argv, int first, const std::set<std::string>& valued
       arg = arg.substr(0, eq);
       inline_value = true;
     }
-    if (switches.count(arg)) {
+    const auto flag = std::find_if(flags.begin(), flags.end(), [&](const Flag& f) { return f.name == arg; });
+    if (flag == flags.end()) {
+      const std::string near = nearest_flag(arg, flags);
+      throw Error(concat("unknown option '", arg, "'", near.empty() ? "" : concat(" (did you mean ", near, "?)"),
+                         "; see --help"));
+    }
+    if (flag->value.empty()) {
       if (inline_value) throw Error(concat(arg, " takes no value"));
       values_[arg].push_back("1");
-    } else if (valued.count(arg)) {
+    } else {
       if (!inline_value) {
-        if (i + 1 >= argc) throw Error(concat(arg, " needs a value"));
+        if (i + 1 >= argc) throw Error(concat(arg, " needs a value (", flag->value, ")"));
         value = argv[++i];
       }
       values_[arg].push_back(value);
-    } else {
-      throw Error(concat("unknown option '", arg, "'"));
     }
   }
 }
 
+void Args::check_declared(const std::string& flag) const {
+  if (std::find(declared_.begin(), declared_.end(), flag) == declared_.end())
+    throw Error(concat("internal error: ", flag, " is read but not in this command's flag table"));
+}
+
+bool Args::has(const std::string& flag) const {
+  check_declared(flag);
+  return values_.count(flag) != 0;
+}
+
 std::string Args::get(const std::string& flag, const std::string& fallback) const {
+  check_declared(flag);
   auto it = values_.find(flag);
   return it == values_.end() ? fallback : it->second.back();
 }
 
 const std::vector<std::string>& Args::all(const std::string& flag) const {
+  check_declared(flag);
   static const std::vector<std::string> none;
   auto it = values_.find(flag);
   return it == values_.end() ? none : it->second;

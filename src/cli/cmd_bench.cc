@@ -122,10 +122,7 @@ Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t s
 }  // namespace
 
 int run_bench(int argc, char** argv) {
-  Args args(argc, argv, 2,
-            {"--model", "--config", "--dtype", "--threads", "--batch", "--prompt", "--new", "--block-size",
-             "--kv-cache-dtype", "--adapters", "--adapter-rank", "--adapter"},
-            {"--json", "--check-weights"});
+  Args args(argc, argv, 2, bench_flags());
   set_num_threads(args.get_int("--threads", 0));
   const int threads = num_threads();
   const std::vector<int32_t> batches = parse_int_list(args.get("--batch", "1,8,32"), "--batch");

@@ -11,8 +11,7 @@
 namespace flashneox {
 
 int run_generate(int argc, char** argv) {
-  Args args(argc, argv, 2, merge({model_flags(), sampling_flags(), {"--prompt", "--block-size", "--kv-cache-dtype", "--adapter"}}),
-            merge({sampling_switches(), model_switches()}));
+  Args args(argc, argv, 2, generate_flags());
   const std::string prompt = args.require("--prompt");
   const SamplingParams params = sampling_params_from_flags(args);
   LoadedModel loaded = load_model_from_flags(args);

@@ -15,8 +15,7 @@
 namespace flashneox {
 
 int run_logits(int argc, char** argv) {
-  Args args(argc, argv, 2, {"--model", "--ids", "--prefill", "--block-size", "--out", "--threads", "--lora"},
-            {"--scatter-blocks"});
+  Args args(argc, argv, 2, logits_flags());
   set_num_threads(args.get_int("--threads", 0));
   const std::string model_dir = args.get("--model", default_model_dir());
   const std::string out_path = args.require("--out");

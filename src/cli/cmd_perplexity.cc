@@ -19,8 +19,7 @@
 namespace flashneox {
 
 int run_perplexity(int argc, char** argv) {
-  Args args(argc, argv, 2, merge({model_flags(), {"--file", "--start-token", "--window", "--stride", "--kv-cache-dtype", "--adapter"}}),
-            merge({{"--partial-window"}, model_switches()}));
+  Args args(argc, argv, 2, perplexity_flags());
   const bool partial = args.has("--partial-window");
   const std::string path = args.require("--file");
   LoadedModel loaded = load_model_from_flags(args);

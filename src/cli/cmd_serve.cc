@@ -36,14 +36,8 @@ double positive_seconds(const Args& args, const char* flag, double fallback) {
 
 }  // namespace
 
-std::set<std::string> serve_flags() {
-  return {"--host", "--port", "--api-key", "--max-body-bytes", "--model-id", "--http-threads", "--max-connections",
-          "--header-timeout", "--body-timeout", "--keep-alive-timeout", "--shutdown-timeout", "--log-format",
-          "--adapter", "--adapter-root", "--adapter-memory"};
-}
-
 int run_serve(int argc, char** argv) {
-  Args args(argc, argv, 2, merge({model_flags(), engine_flags(), serve_flags()}), merge({model_switches(), {"--no-access-log"}}));
+  Args args(argc, argv, 2, serve_flags());
   ServerOptions options;
   options.host = args.get("--host", options.host);
   options.port = args.get_int("--port", options.port);

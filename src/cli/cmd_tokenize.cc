@@ -15,7 +15,7 @@
 namespace flashneox {
 
 int run_tokenize(int argc, char** argv) {
-  Args args(argc, argv, 2, {"--tokenizer"}, {"--decode", "--skip-special-tokens"});
+  Args args(argc, argv, 2, tokenize_flags());
   const std::string path = args.get("--tokenizer", default_model_dir() + "/tokenizer.json");
   const auto tokenizer = Tokenizer::from_file(path);
   const bool decode = args.has("--decode");

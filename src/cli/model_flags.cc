@@ -10,8 +10,17 @@
 
 namespace flashneox {
 
-std::set<std::string> model_flags() { return {"--model", "--threads", "--dtype"}; }
-std::set<std::string> model_switches() { return {"--check-weights"}; }
+Flags model_flags() {
+  return {{"--model", "DIR", "the bundled model", "model folder: config.json, *.safetensors, tokenizer.json"},
+          {"--threads", "N", "0", "compute threads; 0: every core (or OMP_NUM_THREADS when set)"},
+          {"--dtype", "f32|f16|bf16|int8", "as stored", "the weights' compute dtype"},
+          {"--check-weights", "", "", "scan every weight for NaN/Inf before use"}};
+}
+
+Flags cache_flags() {
+  return {{"--kv-cache-dtype", "f32|f16", "f32", "KV cache element type"},
+          {"--block-size", "N", "16", "tokens per KV cache block"}};
+}
 
 DType parse_weight_dtype(const std::string& s) {
   if (s == "f32" || s == "float32") return DType::F32;
@@ -21,24 +30,48 @@ DType parse_weight_dtype(const std::string& s) {
   throw Error(concat("--dtype must be f32, f16, bf16 or int8, not '", s, "'"));
 }
 
-std::set<std::string> engine_flags() {
-  return {"--block-size",          "--kv-cache-memory",         "--kv-cache-dtype", "--max-input-length",
-          "--max-total-tokens",    "--max-batch-prefill-tokens", "--max-batch-total-tokens",
-          "--max-concurrent-requests", "--max-batch-size", "--max-active-adapters"};
+Flags engine_flags() {
+  return cache_flags() +
+         Flags{{"--kv-cache-memory", "SIZE|FRACTION", "min(20% of free memory, 2GiB)",
+                "KV cache budget: bytes (1GiB, 512MiB) or a fraction of available memory (0.2)"},
+               {"--max-input-length", "N", "max-total-tokens - 1", "longest prompt accepted, in tokens"},
+               {"--max-total-tokens", "N", "min(max_position_embeddings, 2048)", "prompt plus new tokens per request"},
+               {"--max-batch-prefill-tokens", "N", "4096", "prompt tokens per forward (longer prompts are chunked)"},
+               {"--max-batch-total-tokens", "N", "the cache's capacity", "tokens the running batch may reach"},
+               {"--max-concurrent-requests", "N", "128", "requests waiting or running; more are refused (429)"},
+               {"--max-batch-size", "N", "256", "sequences in the running batch"},
+               {"--max-active-adapters", "N", "128", "distinct LoRA adapters in the running batch"}};
 }
 
-std::set<std::string> sampling_flags() {
-  return {"--max-new-tokens", "--temperature",       "--top-k",
-          "--top-p",          "--typical-p",         "--repetition-penalty",
-          "--frequency-penalty", "--presence-penalty", "--seed",
-          "--stop",           "--top-n-tokens"};
+Flags sampling_flags() {
+  return {{"--max-new-tokens", "N", "64", "tokens to generate"},
+          {"--do-sample", "", "", "sample even without --temperature/--top-k/--top-p/--typical-p"},
+          {"--temperature", "T", "greedy", "sample at this softmax temperature (other than 1 samples; 0 is greedy)"},
+          {"--top-k", "K", "off", "sample among the K most likely tokens"},
+          {"--top-p", "P", "off", "nucleus sampling: the smallest set with probability >= P"},
+          {"--typical-p", "P", "off", "locally typical sampling"},
+          {"--repetition-penalty", "R", "1.0", "divide the logits of tokens already seen by R (CTRL's penalty)"},
+          {"--frequency-penalty", "F", "0.0", "subtract F times each token's count so far, -2..2"},
+          {"--presence-penalty", "P", "0.0", "subtract P from every token seen so far, -2..2"},
+          {"--seed", "S", "random", "sampling seed"},
+          {"--stop", "TEXT", "", "stop when TEXT appears (\\n and \\t are newline and tab)", true},
+          {"--ignore-eos", "", "", "keep generating past the end-of-sequence token"},
+          {"--top-n-tokens", "N", "0", "also report the N most likely tokens at each step"}};
 }
 
-std::set<std::string> sampling_switches() { return {"--ignore-eos", "--do-sample"}; }
-
-std::set<std::string> merge(std::initializer_list<std::set<std::string>> sets) {
-  std::set<std::string> out;
-  for (const auto& s : sets) out.insert(s.begin(), s.end());
+std::string unescape_flag_text(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\' && i + 1 < text.size()) {
+      const char next = text[i + 1];
+      if (next == 'n' || next == 't' || next == '\\') {
+        out += next == 'n' ? '\n' : next == 't' ? '\t' : '\\';
+        ++i;
+        continue;
+      }
+    }
+    out += text[i];
+  }
   return out;
 }
 
@@ -98,10 +131,24 @@ SamplingParams sampling_params_from_flags(const Args& args) {
     p.seed = static_cast<uint64_t>(seed);
   }
   p.max_new_tokens = args.get_int("--max-new-tokens", 64);
-  p.stop = args.all("--stop");
+  for (const std::string& stop : args.all("--stop")) p.stop.push_back(unescape_flag_text(stop));
   p.ignore_eos_token = args.has("--ignore-eos");
   p.top_n_tokens = args.get_int("--top-n-tokens", 0);
-  p.validate();
+  try {
+    p.validate();
+  } catch (const Error& e) {
+    // The message names the API field (`top_p`); here the user typed a flag (--top-p).
+    std::string message = e.what();
+    if (const size_t open = message.find('`'), close = message.find('`', open + 1);
+        open != std::string::npos && close != std::string::npos) {
+      std::string flag = "--" + message.substr(open + 1, close - open - 1);
+      for (char& c : flag)
+        if (c == '_') c = '-';
+      if (flag == "--ignore-eos-token") flag = "--ignore-eos";
+      message = flag + message.substr(close + 1);
+    }
+    throw Error(message);
+  }
   return p;
 }
 

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <memory>
-#include <set>
 #include <string>
 
 #include "cli/args.h"
@@ -14,16 +13,17 @@
 
 namespace flashneox {
 
-std::set<std::string> model_flags();     // --model --threads --dtype
-std::set<std::string> model_switches();  // --check-weights
+Flags model_flags();     // --model --threads --dtype --check-weights
 // --dtype: the weights' compute dtype (f32, f16, bf16, int8); default: as stored.
 DType parse_weight_dtype(const std::string& text);
 // --kv-cache-dtype: f32 (default) or f16.
 DType parse_kv_dtype(const std::string& text);
-std::set<std::string> engine_flags();    // --block-size --kv-cache-memory --max-* ...
-std::set<std::string> sampling_flags();  // --temperature --top-k ... --stop
-std::set<std::string> sampling_switches();  // --ignore-eos --do-sample
-std::set<std::string> merge(std::initializer_list<std::set<std::string>> sets);
+Flags engine_flags();     // --block-size --kv-cache-memory --max-* ...
+Flags sampling_flags();   // --temperature --top-k ... --stop --ignore-eos --do-sample
+// --kv-cache-dtype and --block-size, for the commands that run one batch.
+Flags cache_flags();
+// `\n`, `\t` and `\\` in a flag's text (a shell passes them literally).
+std::string unescape_flag_text(const std::string& text);
 
 struct LoadedModel {
   std::unique_ptr<GptNeoxModel> model;
