@@ -141,6 +141,8 @@ def test_a_broken_adapter_is_a_clear_error_and_the_server_serves_on(make_server,
     assert generate(s, "ROMEO:", 2).status_code == 200
     assert s.metric("flashneox_adapter_load_failures_total") == 2
     assert s.metric("flashneox_kv_cache_blocks_used") == 0
+    # Nothing of the failed loads stays in memory.
+    assert s.metric("flashneox_adapters_loaded") == 0 and s.metric("flashneox_adapter_memory_bytes") == 0
 
 
 def test_lorax_client_with_a_local_adapter(make_server, tmp_path):
