@@ -152,7 +152,7 @@ int run_bench(int argc, char** argv) {
     write_random_checkpoint(args.get("--config"), temp.string(), storage);
     dir = temp.string();
   } else {
-    dir = args.get("--model", default_model_dir());
+    dir = resolve_model_dir(args.get("--model", default_model_dir()));
     label = std::filesystem::path(dir).filename().string();
   }
   auto model = GptNeoxModel::load(dir, nullptr, load);

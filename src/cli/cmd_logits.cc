@@ -6,6 +6,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/model_flags.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "io/safetensors_writer.h"
@@ -17,7 +18,7 @@ namespace flashneox {
 int run_logits(int argc, char** argv) {
   Args args(argc, argv, 2, logits_flags());
   set_num_threads(args.get_int("--threads", 0));
-  const std::string model_dir = args.get("--model", default_model_dir());
+  const std::string model_dir = resolve_model_dir(args.get("--model", default_model_dir()));
   const std::string out_path = args.require("--out");
   // --ids 1,2,3@NAME runs that sequence with the adapter --lora NAME=DIR names.
   std::vector<std::vector<int32_t>> sequences;

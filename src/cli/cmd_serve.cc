@@ -14,6 +14,7 @@
 #include "core/allocator.h"
 #include "core/error.h"
 #include "core/memory_size.h"
+#include "io/hub_cache.h"
 #include "server/server.h"
 
 namespace flashneox {
@@ -67,7 +68,11 @@ int run_serve(int argc, char** argv) {
   const EngineOptions engine_options = engine_options_from_flags(args);
   configure_allocator_for_server();
   LoadedModel loaded = load_model_from_flags(args);
-  options.model_id = args.get("--model-id", std::filesystem::path(loaded.model->directory()).filename().string());
+  // A hub id names itself; a folder by its name.
+  const std::string model_arg = args.get("--model", "");
+  const bool from_hub = !model_arg.empty() && !std::filesystem::exists(model_arg) && is_hub_id(model_arg);
+  options.model_id = args.get("--model-id", from_hub ? model_arg.substr(0, model_arg.find('@'))
+                                                     : std::filesystem::path(loaded.model->directory()).filename().string());
   const ModelConfig& c = loaded.model->config();
   const size_t weight_bytes = loaded.model->weights().weight_bytes;
   Engine engine(std::move(loaded.model), loaded.tokenizer, engine_options);

@@ -25,7 +25,7 @@ Flags perplexity_flags() {
 }
 
 Flags logits_flags() {
-  return {{"--model", "DIR", "the bundled model", "model folder"},
+  return {{"--model", "DIR|ORG/NAME[@REV]", "the bundled model", "model folder, or a hub id in the local HF cache"},
           {"--ids", "1,2,3[@NAME]", "", "a sequence of token ids (required), run with adapter NAME", true},
           {"--lora", "NAME=DIR", "", "a PEFT LoRA adapter that --ids ...@NAME can name", true},
           {"--out", "FILE", "", "safetensors file for logits_<i> and hidden_<i> (required)"},
@@ -56,7 +56,7 @@ Flags serve_flags() {
 }
 
 Flags bench_flags() {
-  return {{"--model", "DIR", "the bundled model", "model folder"},
+  return {{"--model", "DIR|ORG/NAME[@REV]", "the bundled model", "model folder, or a hub id in the local HF cache"},
           {"--config", "CONFIG.json", "", "benchmark random weights of this config instead of --model"},
           {"--dtype", "f32|f16|bf16|int8", "as stored (f16 with --config)", "the weights' compute dtype"},
           {"--threads", "N", "0", "compute threads; 0: every core (or OMP_NUM_THREADS when set)"},

@@ -7,11 +7,13 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "io/hub_cache.h"
 
 namespace flashneox {
 
 Flags model_flags() {
-  return {{"--model", "DIR", "the bundled model", "model folder: config.json, *.safetensors, tokenizer.json"},
+  return {{"--model", "DIR|ORG/NAME[@REV]", "the bundled model",
+           "model folder (config.json, *.safetensors, tokenizer.json), or a hub id in the local HF cache"},
           {"--threads", "N", "0", "compute threads; 0: every core (or OMP_NUM_THREADS when set)"},
           {"--dtype", "f32|f16|bf16|int8", "as stored", "the weights' compute dtype"},
           {"--check-weights", "", "", "scan every weight for NaN/Inf before use"}};
@@ -81,9 +83,16 @@ DType parse_kv_dtype(const std::string& s) {
   throw Error(concat("--kv-cache-dtype must be f32 or f16, not '", s, "'"));
 }
 
+std::string resolve_model_dir(const std::string& model) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(model, ec)) return model;
+  if (!std::filesystem::exists(model, ec) && is_hub_id(model)) return resolve_hub_snapshot(default_hub_cache(), model).dir;
+  throw Error(concat(model, ": no such model folder (nor a hub id org/name[@revision] in the local Hugging Face cache)"));
+}
+
 LoadedModel load_model_from_flags(const Args& args) {
   set_num_threads(args.get_int("--threads", 0));
-  const std::string dir = args.get("--model", default_model_dir());
+  const std::string dir = resolve_model_dir(args.get("--model", default_model_dir()));
   LoadedModel loaded;
   LoadOptions load;
   if (args.has("--dtype")) load.weight_dtype = parse_weight_dtype(args.get("--dtype"));

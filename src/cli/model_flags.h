@@ -25,6 +25,10 @@ Flags cache_flags();
 // `\n`, `\t` and `\\` in a flag's text (a shell passes them literally).
 std::string unescape_flag_text(const std::string& text);
 
+// --model: a folder, or a hub id (org/name[@revision]) resolved offline in
+// the local Hugging Face cache. Throws Error naming where it looked.
+std::string resolve_model_dir(const std::string& model);
+
 struct LoadedModel {
   std::unique_ptr<GptNeoxModel> model;
   std::shared_ptr<const Tokenizer> tokenizer;

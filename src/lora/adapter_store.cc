@@ -1,5 +1,7 @@
 #include "lora/adapter_store.h"
 
+#include "io/hub_cache.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,15 +13,7 @@ namespace fs = std::filesystem;
 
 AdapterStore::AdapterStore(const ModelConfig& base, AdapterStoreOptions options)
     : base_(base), options_(std::move(options)) {
-  if (options_.hub_cache.empty()) {
-    if (const char* v = std::getenv("HF_HUB_CACHE"); v && *v) {
-      options_.hub_cache = v;
-    } else if (const char* h = std::getenv("HF_HOME"); h && *h) {
-      options_.hub_cache = std::string(h) + "/hub";
-    } else if (const char* home = std::getenv("HOME"); home && *home) {
-      options_.hub_cache = std::string(home) + "/.cache/huggingface/hub";
-    }
-  }
+  if (options_.hub_cache.empty()) options_.hub_cache = default_hub_cache();
   if (!options_.local_root.empty()) {
     std::error_code ec;
     const fs::path root = fs::canonical(options_.local_root, ec);
@@ -58,20 +52,13 @@ std::string AdapterStore::resolve_local(const std::string& id) const {
 }
 
 std::string AdapterStore::resolve_hub(const std::string& id) const {
-  const size_t slash = id.find('/');
-  if (slash == std::string::npos || slash == 0 || slash + 1 == id.size() || id.find('/', slash + 1) != std::string::npos ||
-      id.find("..") != std::string::npos)
+  if (!is_hub_id(id))
     throw AdapterError(422, concat("adapter '", id, "' is not loaded and is not a hub id of the form org/name"));
-  if (options_.hub_cache.empty())
-    throw AdapterError(422, concat("adapter '", id, "': no Hugging Face cache folder is known (set HF_HUB_CACHE)"));
-  const fs::path repo = fs::path(options_.hub_cache) / ("models--" + id.substr(0, slash) + "--" + id.substr(slash + 1));
-  std::string commit;
-  if (std::ifstream ref{repo / "refs" / "main"}; ref) std::getline(ref, commit);
-  const fs::path snapshot = repo / "snapshots" / commit;
-  if (commit.empty() || commit.find('/') != std::string::npos || !fs::is_directory(snapshot))
-    throw AdapterError(422, concat("adapter '", id, "' is not in the local Hugging Face cache (looked for ",
-                                   (repo / "refs" / "main").string(), " and its snapshot); this server never downloads"));
-  return snapshot.string();
+  try {
+    return resolve_hub_snapshot(options_.hub_cache, id).dir;
+  } catch (const Error& e) {
+    throw AdapterError(422, concat("adapter ", e.what()));
+  }
 }
 
 std::shared_ptr<const LoraAdapter> AdapterStore::get(const std::string& id, const std::string& source) {
