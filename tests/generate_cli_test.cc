@@ -38,7 +38,7 @@ TEST(GenerateCli, SummaryGoesToStderrAndErrorsAreClear) {
   EXPECT_NE(out.find("tokens/s"), std::string::npos) << out;
   EXPECT_NE(out.find("seed 3"), std::string::npos) << out;
   EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " generate --prompt hi --top-p 2", &out), 1);
-  EXPECT_NE(out.find("top_p"), std::string::npos) << out;
+  EXPECT_NE(out.find("--top-p must be"), std::string::npos) << out;
 }
 
 TEST(PerplexityCli, ValidationSplitMatchesReference) {
