@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "io/torch_file.h"
 
 namespace flashneox {
 
@@ -88,8 +89,26 @@ TensorView parse_entry(const std::string& path, const std::string& name, const j
 
 }  // namespace
 
-SafetensorsFile::SafetensorsFile(const std::string& path)
-    : file_(std::make_unique<MappedFile>(path)) {
+void TensorFile::check_no_overlaps(bool allow_shared) const {
+  std::vector<std::pair<const unsigned char*, const TensorView*>> ranges;
+  for (const auto& [name, view] : tensors_)
+    if (view.nbytes > 0) ranges.emplace_back(static_cast<const unsigned char*>(view.data), &view);
+  std::sort(ranges.begin(), ranges.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    const TensorView& prev = *ranges[i - 1].second;
+    if (allow_shared && ranges[i - 1].first == ranges[i].first && prev.nbytes == ranges[i].second->nbytes) continue;
+    if (ranges[i - 1].first + prev.nbytes > ranges[i].first)
+      throw Error(concat(path(), ": tensors '", prev.name, "' and '", ranges[i].second->name, "' overlap in the file"));
+  }
+}
+
+std::unique_ptr<TensorFile> open_tensor_file(const std::string& path) {
+  if (path.ends_with(".safetensors")) return std::make_unique<SafetensorsFile>(path);
+  return std::make_unique<TorchFile>(path);
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path) {
+  file_ = std::make_unique<MappedFile>(path);
   const uint64_t size = file_->size();
   if (size < 8) throw Error(concat(path, ": not a safetensors file (", size, " bytes)"));
   uint64_t header_len;
@@ -114,36 +133,35 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
   if (!header.is_object()) throw Error(concat(path, ": header is not a JSON object"));
   const unsigned char* data = file_->data() + 8 + header_len;
   const uint64_t data_size = size - 8 - header_len;
-  std::vector<std::pair<uint64_t, const TensorView*>> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") continue;
     TensorView view = parse_entry(path, it.key(), it.value(), data, data_size);
     tensors_.emplace(it.key(), std::move(view));
   }
-  for (const auto& [name, view] : tensors_)
-    if (view.nbytes > 0)
-      ranges.emplace_back(static_cast<const unsigned char*>(view.data) - data, &view);
-  std::sort(ranges.begin(), ranges.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (size_t i = 1; i < ranges.size(); ++i) {
-    const TensorView& prev = *ranges[i - 1].second;
-    if (ranges[i - 1].first + prev.nbytes > ranges[i].first)
-      throw Error(concat(path, ": tensors '", prev.name, "' and '", ranges[i].second->name,
-                         "' overlap in the file"));
-  }
+  check_no_overlaps();
 }
 
 Checkpoint::Checkpoint(const std::string& dir) : location_(dir) {
   namespace fs = std::filesystem;
   const fs::path root(dir);
-  const fs::path single = root / "model.safetensors";
-  const fs::path index = root / "model.safetensors.index.json";
-  if (fs::exists(single)) {
-    add(std::make_unique<SafetensorsFile>(single.string()));
+  fs::path single, index;
+  for (const char* stem : {"model.safetensors", "pytorch_model.bin"}) {
+    if (fs::exists(root / stem)) {
+      single = root / stem;
+      break;
+    }
+    if (fs::exists(root / (std::string(stem) + ".index.json"))) {
+      index = root / (std::string(stem) + ".index.json");
+      break;
+    }
+  }
+  if (!single.empty()) {
+    add(open_tensor_file(single.string()));
     return;
   }
-  if (!fs::exists(index))
-    throw Error(concat(dir, ": no model.safetensors or model.safetensors.index.json"));
+  if (index.empty())
+    throw Error(concat(dir, ": no model.safetensors, model.safetensors.index.json, pytorch_model.bin or "
+                            "pytorch_model.bin.index.json"));
   json parsed;
   try {
     parsed = json::parse(read_regular_file(index.string(), 64 << 20));
@@ -163,8 +181,7 @@ Checkpoint::Checkpoint(const std::string& dir) : location_(dir) {
     expected[it.key()] = shard;
     if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
   }
-  for (const std::string& shard : shards)
-    add(std::make_unique<SafetensorsFile>((root / shard).string()));
+  for (const std::string& shard : shards) add(open_tensor_file((root / shard).string()));
   for (const auto& [name, shard] : expected) {
     auto it = index_.find(name);
     if (it == index_.end())
@@ -180,7 +197,7 @@ Checkpoint Checkpoint::from_file(const std::string& path) {
   return checkpoint;
 }
 
-void Checkpoint::add(std::unique_ptr<SafetensorsFile> file) {
+void Checkpoint::add(std::unique_ptr<TensorFile> file) {
   for (const auto& [name, view] : file->tensors()) {
     if (index_.count(name))
       throw Error(concat(file->path(), ": tensor '", name, "' also appears in ",

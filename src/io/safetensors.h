@@ -26,23 +26,36 @@ struct TensorView {
   std::string shape_string() const;  // "[3, 4]"
 };
 
-// One .safetensors file. The constructor checks the whole header: its length,
-// the JSON, every dtype and shape, and that the data ranges match the shapes,
-// stay inside the file and do not overlap.
-class SafetensorsFile {
+// A mapped file of named tensors (safetensors, or torch.save's zip).
+class TensorFile {
  public:
-  explicit SafetensorsFile(const std::string& path);
-
+  virtual ~TensorFile() = default;
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::string& path() const { return file_->path(); }
   const MappedFile& mapping() const { return *file_; }
 
- private:
+ protected:
+  // Throws naming both tensors when two data ranges overlap (with
+  // allow_shared, two tensors may be the very same bytes: torch's tied weights).
+  void check_no_overlaps(bool allow_shared = false) const;
   std::unique_ptr<MappedFile> file_;
   std::map<std::string, TensorView> tensors_;
 };
 
-// All tensors of a checkpoint directory, whichever way it is sharded.
+// One .safetensors file. The constructor checks the whole header: its length,
+// the JSON, every dtype and shape, and that the data ranges match the shapes,
+// stay inside the file and do not overlap.
+class SafetensorsFile : public TensorFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);
+};
+
+// Opens a tensor file by its name: *.safetensors, else torch.save's format (*.bin).
+std::unique_ptr<TensorFile> open_tensor_file(const std::string& path);
+
+// All tensors of a checkpoint directory, whichever way it is sharded:
+// model.safetensors, model.safetensors.index.json, pytorch_model.bin or
+// pytorch_model.bin.index.json (first found wins).
 class Checkpoint {
  public:
   explicit Checkpoint(const std::string& dir);
@@ -64,10 +77,10 @@ class Checkpoint {
 
  private:
   Checkpoint() = default;
-  void add(std::unique_ptr<SafetensorsFile> file);
+  void add(std::unique_ptr<TensorFile> file);
 
   std::string location_;
-  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::vector<std::unique_ptr<TensorFile>> files_;
   std::map<std::string, const TensorView*> index_;
 };
 
