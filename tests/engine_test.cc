@@ -142,17 +142,19 @@ TEST(Engine, BatchInvariantWithAnF16Cache) {
   for (int i = 0; i < 4; ++i) EXPECT_EQ(drain(*handles[i]).tokens, alone[i].tokens) << i;
 }
 
-TEST(Engine, BatchInvariantUnderPreemption) {
+// 40 blocks of 4 tokens: far less than 16 requests need at once.
+EngineOptions tight_options() {
   EngineOptions tight;
   tight.block_size = 4;
   tight.max_total_tokens = 64;
-  // 40 blocks of 4 tokens: far less than 16 requests need at once.
   const ModelConfig c = ModelConfig::from_file(testing::bundled_model() + "/config.json");
   tight.kv_cache_bytes = KvCache::block_bytes(c.num_layers, 4, c.num_heads, c.head_size) * 40;
   tight.max_batch_prefill_tokens = 24;  // long prompts are chunked too
   tight.max_batch_total_tokens = 4096;  // admit optimistically: blocks run out mid-generation
-  expect_batch_invariant(tight, true);
+  return tight;
 }
+
+TEST(Engine, BatchInvariantUnderPreemption) { expect_batch_invariant(tight_options(), true); }
 
 // Random adapters of the bundled model's shape, large enough to change what it says.
 std::vector<std::shared_ptr<const LoraAdapter>> bundled_adapters() {
@@ -162,14 +164,7 @@ std::vector<std::shared_ptr<const LoraAdapter>> bundled_adapters() {
 }
 
 TEST(Engine, AdaptersStayBatchInvariantUnderPreemptionAndChunkedPrefill) {
-  EngineOptions tight;
-  tight.block_size = 4;
-  tight.max_total_tokens = 64;
-  const ModelConfig c = ModelConfig::from_file(testing::bundled_model() + "/config.json");
-  tight.kv_cache_bytes = KvCache::block_bytes(c.num_layers, 4, c.num_heads, c.head_size) * 40;
-  tight.max_batch_prefill_tokens = 24;
-  tight.max_batch_total_tokens = 4096;
-  expect_batch_invariant(tight, true, bundled_adapters());
+  expect_batch_invariant(tight_options(), true, bundled_adapters());
 }
 
 TEST(Engine, AdaptersStayBatchInvariantWithAnF16Cache) {
