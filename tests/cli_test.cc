@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "io/safetensors.h"
+#include "io/checkpoint.h"
 #include "test_support.h"
 
 namespace flashneox {

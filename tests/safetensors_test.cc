@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "io/safetensors.h"
+#include "io/checkpoint.h"
 #include "model/gpt_neox.h"
 #include "test_support.h"
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "io/safetensors.h"
+#include "io/checkpoint.h"
 
 namespace flashneox::testing {
 

@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "io/safetensors.h"
+#include "io/tensor_file.h"
 
 namespace flashneox {
 

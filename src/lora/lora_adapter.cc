@@ -11,7 +11,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/file_util.h"
-#include "io/safetensors.h"
+#include "io/checkpoint.h"
 
 namespace flashneox {
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "io/model_config.h"
-#include "io/safetensors.h"
+#include "io/checkpoint.h"
 #include "kernels/backend.h"
 
 namespace flashneox {

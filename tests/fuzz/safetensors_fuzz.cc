@@ -12,7 +12,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "io/safetensors.h"
+#include "io/checkpoint.h"
 
 namespace {
 
