@@ -83,8 +83,9 @@ void lora_add(const float* x, int64_t in, const LoraSegment* segments, int count
     }
     return;
   }
-  // Few rows (decode): each row's shrink, then its output columns in parallel.
-  std::vector<float> s(static_cast<size_t>(max_rank)), scratch(scratch_size);
+  // Few rows (decode): each row's shrink, then its output columns in parallel
+  // (each thread widens into its own part of `scratch`).
+  std::vector<float> s(static_cast<size_t>(max_rank)), scratch(scratch_size * static_cast<size_t>(threads));
   for (int i = 0; i < count; ++i) {
     const LoraSegment& seg = segments[i];
     for (int64_t r = seg.begin; r < seg.end; ++r) {
@@ -93,11 +94,10 @@ void lora_add(const float* x, int64_t in, const LoraSegment* segments, int count
 #pragma omp parallel
       {
         const int t = omp_get_thread_num(), n = omp_get_num_threads();
-        std::vector<float> column_scratch(seg.dtype == DType::F32 ? 0 : scratch_size);
         // Column ranges on 16-float boundaries, so the vector code is the same for any split.
         const int64_t chunks = (out + 15) / 16;
         expand(seg, s.data(), yr, out, std::min(out, chunks * t / n * 16), std::min(out, chunks * (t + 1) / n * 16),
-               column_scratch.data());
+               scratch.data() + scratch_size * static_cast<size_t>(t));
       }
     }
   }
