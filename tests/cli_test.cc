@@ -36,6 +36,35 @@ TEST(Cli, LogitsCommandMatchesReference) {
   std::filesystem::remove_all(tmp);
 }
 
+TEST(Cli, LogitsHiddenStatesAllMatchTransformers) {
+  const std::string dir = testing::fixture_model("neox-parallel");
+  const auto ref = testing::load_reference(dir);
+  const Checkpoint want = Checkpoint::from_file(dir + "/hidden_states.safetensors");
+  const std::string tmp = testing::make_temp_dir("cli-hidden");
+  std::string cmd = testing::flashneox_binary() + " logits --model " + dir + " --hidden-states all --prefill 2 --out " +
+                    tmp + "/out.safetensors";
+  for (const auto& p : ref.prompts) cmd += " --ids " + join(p);
+  std::string output;
+  ASSERT_EQ(testing::run_command(cmd, &output), 0) << output;
+  const Checkpoint got = Checkpoint::from_file(tmp + "/out.safetensors");
+  for (size_t i = 0; i < ref.prompts.size(); ++i) {
+    const std::string key = "hidden_states." + std::to_string(i);
+    const TensorView& g = got.get(key);
+    const TensorView& w = want.get(key);
+    ASSERT_EQ(g.shape, w.shape) << key;
+    const auto* gp = static_cast<const float*>(g.data);
+    const auto* wp = static_cast<const float*>(w.data);
+    EXPECT_LT(testing::max_abs_diff(std::vector<float>(gp, gp + g.numel()), std::vector<float>(wp, wp + w.numel())), 1e-4f)
+        << key;
+  }
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " logits --model " + dir +
+                                     " --ids 1 --hidden-states some --out " + tmp + "/x.safetensors",
+                                 &output),
+            1);
+  EXPECT_NE(output.find("--hidden-states must be final or all"), std::string::npos) << output;
+  std::filesystem::remove_all(tmp);
+}
+
 TEST(Cli, LogitsWithAdaptersPerSequenceInOneBatch) {
   // Prompt i runs with the adapter its reference was made with (or none).
   const std::string dir = testing::fixture_model("neox-parallel");

@@ -153,6 +153,42 @@ TEST(Parity, SkipLmHeadReturnsHiddenOnly) {
   EXPECT_LT(max_abs_diff(out.hidden, last), kTolerance);
 }
 
+// The residual stream entering every layer, then the final norm's output:
+// transformers' output_hidden_states (tests/data/fixtures/*/hidden_states.safetensors,
+// made by scripts/make-hidden-states-reference.py), in a single prefill and
+// with half prefilled and the rest decoded over scattered blocks.
+TEST(Parity, EveryLayersHiddenStatesMatchTransformers) {
+  for (const std::string name : {"neox-parallel", "neox-sequential"}) {
+    const std::string dir = fixture_model(name);
+    auto model = GptNeoxModel::load(dir);
+    const auto ref = load_reference(dir);
+    const Checkpoint states = Checkpoint::from_file(dir + "/hidden_states.safetensors");
+    const int layers = model->config().num_layers;
+    const int64_t h = model->config().hidden_size;
+    RunOptions prefill, decode;
+    decode.prefill_half = true;
+    decode.block_size = 7;
+    decode.scatter_blocks = true;
+    for (RunOptions* options : {&prefill, &decode}) {
+      options->keep_layer_hidden = true;
+      const auto results = run_sequences(*model, ref.prompts, *options);
+      for (size_t i = 0; i < ref.prompts.size(); ++i) {
+        const TensorView& want = states.get("hidden_states." + std::to_string(i));
+        const int64_t len = static_cast<int64_t>(ref.prompts[i].size());
+        ASSERT_EQ(want.shape, (std::vector<int64_t>{layers + 1, len, h}));
+        ASSERT_EQ(results[i].layer_hidden.size(), static_cast<size_t>(layers));
+        const float* w = static_cast<const float*>(want.data);
+        for (int l = 0; l <= layers; ++l) {
+          const std::vector<float>& got = l < layers ? results[i].layer_hidden[static_cast<size_t>(l)] : results[i].hidden;
+          const std::vector<float> expected(w + l * len * h, w + (l + 1) * len * h);
+          EXPECT_LT(max_abs_diff(got, expected), 1e-4f) << name << " prompt " << i << " hidden_states[" << l << "]"
+                                                        << (options == &decode ? " (decode)" : "");
+        }
+      }
+    }
+  }
+}
+
 TEST(Parity, MalformedBatchIsAnErrorNotACrash) {
   auto model = GptNeoxModel::load(fixture_model("neox-parallel"));
   auto cache = model->make_cache(2, 4);

@@ -33,6 +33,9 @@ int run_logits(int argc, char** argv) {
   options.prefill = args.get_int("--prefill", -1);
   options.block_size = args.get_int("--block-size", 16);
   options.scatter_blocks = args.has("--scatter-blocks");
+  const std::string hidden_states = args.get("--hidden-states", "final");
+  if (hidden_states != "final" && hidden_states != "all") throw Error("--hidden-states must be final or all");
+  options.keep_layer_hidden = hidden_states == "all";
   if (options.block_size <= 0) throw Error("--block-size must be positive");
   if (options.prefill == 0 || options.prefill < -1) throw Error("--prefill must be at least 1");
 
@@ -63,6 +66,12 @@ int run_logits(int argc, char** argv) {
                        results[i].logits});
     tensors.push_back({"hidden." + std::to_string(i), {len, model->config().hidden_size},
                        results[i].hidden});
+    if (!options.keep_layer_hidden) continue;
+    std::vector<float> all;  // transformers' hidden_states: entering each layer, then the final norm's output
+    for (const auto& layer : results[i].layer_hidden) all.insert(all.end(), layer.begin(), layer.end());
+    all.insert(all.end(), results[i].hidden.begin(), results[i].hidden.end());
+    tensors.push_back({"hidden_states." + std::to_string(i),
+                       {model->config().num_layers + 1, len, model->config().hidden_size}, std::move(all)});
   }
   write_safetensors(out_path, tensors);
   std::fprintf(stderr, "wrote %zu sequences to %s\n", results.size(), out_path.c_str());

@@ -32,6 +32,8 @@ Flags logits_flags() {
           {"--prefill", "N", "all", "tokens of each sequence in the batched prefill; the rest decode one by one"},
           {"--block-size", "N", "16", "tokens per KV cache block"},
           {"--scatter-blocks", "", "", "blocks from a shuffled pool, interleaved across sequences"},
+          {"--hidden-states", "final|all", "final",
+           "all: also hidden_states.<i> [layers + 1, len, hidden], as transformers' output_hidden_states"},
           {"--threads", "N", "0", "compute threads; 0: every core (or OMP_NUM_THREADS when set)"}};
 }
 

@@ -20,6 +20,7 @@ struct ForwardBatch {
   std::vector<int64_t> slots;         // [num_tokens] where each new token's K/V go
   std::vector<int32_t> lm_head_indices;  // token rows to keep; empty keeps all
   bool skip_lm_head = false;          // return final hidden states only
+  bool keep_layer_hidden = false;     // also return the residual stream entering each layer
   // [num_seqs] the LoRA adapter each sequence runs with (nullptr: the base
   // model alone); empty when no sequence has one. Loaded for this model.
   std::vector<const LoraAdapter*> adapters;
@@ -33,6 +34,10 @@ struct ForwardOutput {
   int64_t rows = 0;
   std::vector<float> hidden;  // [rows, hidden_size] final layer-norm output
   std::vector<float> logits;  // [rows, vocab_size]; empty with skip_lm_head
+  // With keep_layer_hidden, [num_layers, rows, hidden_size]: the residual
+  // stream entering layer l (the embeddings for l = 0). With `hidden` after
+  // them these are transformers' output_hidden_states.
+  std::vector<float> layer_hidden;
 };
 
 }  // namespace flashneox

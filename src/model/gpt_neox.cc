@@ -197,8 +197,23 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
   };
   auto bias_or_null = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
 
+  // The rows asked for (lm_head_indices, else all) of a [T, H] activation.
+  const int64_t kept_rows = b.lm_head_indices.empty() ? T : static_cast<int64_t>(b.lm_head_indices.size());
+  auto gather_rows = [&](const float* src, float* dst) {
+    if (b.lm_head_indices.empty()) {
+      std::copy_n(src, T * H, dst);
+      return;
+    }
+    for (size_t i = 0; i < b.lm_head_indices.size(); ++i)
+      std::copy_n(src + b.lm_head_indices[i] * H, H, dst + static_cast<int64_t>(i) * H);
+  };
+  ForwardOutput out;
+  out.rows = kept_rows;
+  if (b.keep_layer_hidden) out.layer_hidden.resize(static_cast<size_t>(c.num_layers * kept_rows * H));
+
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& lw = weights_.layers[l];
+    if (b.keep_layer_hidden) gather_rows(x.data(), out.layer_hidden.data() + l * kept_rows * H);
     be.layer_norm(x.data(), T, H, lw.ln1_weight.data(), lw.ln1_bias.data(), eps, normed.data());
     be.linear(normed.data(), T, lw.qkv, bias_or_null(lw.qkv_bias), qkv.data());
     lora(l, LoraModule::Qkv, normed.data(), H, qkv.data(), 3 * H);
@@ -226,17 +241,12 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
   }
 
   // Keep only the rows asked for before the final norm and the LM head.
-  ForwardOutput out;
   const float* kept = x.data();
   std::vector<float> gathered;
   if (!b.lm_head_indices.empty()) {
-    gathered.resize(b.lm_head_indices.size() * static_cast<size_t>(H));
-    for (size_t i = 0; i < b.lm_head_indices.size(); ++i)
-      std::copy_n(x.data() + b.lm_head_indices[i] * H, H, gathered.data() + i * H);
+    gathered.resize(static_cast<size_t>(kept_rows * H));
+    gather_rows(x.data(), gathered.data());
     kept = gathered.data();
-    out.rows = static_cast<int64_t>(b.lm_head_indices.size());
-  } else {
-    out.rows = T;
   }
   out.hidden.resize(static_cast<size_t>(out.rows * H));
   be.layer_norm(kept, out.rows, H, weights_.final_ln_weight.data(), weights_.final_ln_bias.data(),

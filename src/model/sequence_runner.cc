@@ -67,6 +67,12 @@ std::vector<SequenceResult> run_sequences(GptNeoxModel& model,
                         out.logits.begin() + (row + 1) * vocab);
         r.hidden.insert(r.hidden.end(), out.hidden.begin() + row * hidden,
                         out.hidden.begin() + (row + 1) * hidden);
+        if (!options.keep_layer_hidden) continue;
+        r.layer_hidden.resize(static_cast<size_t>(model.config().num_layers));
+        for (size_t l = 0; l < r.layer_hidden.size(); ++l) {
+          const auto from = out.layer_hidden.begin() + (static_cast<int64_t>(l) * out.rows + row) * hidden;
+          r.layer_hidden[l].insert(r.layer_hidden[l].end(), from, from + hidden);
+        }
       }
     }
   };
@@ -85,7 +91,9 @@ std::vector<SequenceResult> run_sequences(GptNeoxModel& model,
       prefill = prefill || upto - done[s] > 1 || done[s] == 0;
     }
     if (steps.empty()) return false;
-    ForwardOutput out = model.forward(make_batch(steps, options.block_size, prefill), *cache);
+    ForwardBatch batch = make_batch(steps, options.block_size, prefill);
+    batch.keep_layer_hidden = options.keep_layer_hidden;
+    ForwardOutput out = model.forward(batch, *cache);
     store(out, owners, counts);
     for (size_t i = 0; i < owners.size(); ++i) done[owners[i]] += counts[i];
     return true;

@@ -18,6 +18,7 @@ struct RunOptions {
   int block_size = 16;
   bool scatter_blocks = false;  // blocks from a shuffled pool, interleaved across sequences
   DType kv_dtype = DType::F32;
+  bool keep_layer_hidden = false;  // fill SequenceResult::layer_hidden
   // Per sequence, the LoRA adapter it runs with (nullptr: none); empty: none at all.
   std::vector<const LoraAdapter*> adapters;
 };
@@ -25,6 +26,9 @@ struct RunOptions {
 struct SequenceResult {
   std::vector<float> logits;  // [len, vocab]
   std::vector<float> hidden;  // [len, hidden]
+  // With keep_layer_hidden, per layer [len, hidden]: the residual stream
+  // entering it (ForwardOutput::layer_hidden).
+  std::vector<std::vector<float>> layer_hidden;
 };
 
 // Logits and final hidden states at every position of every sequence.
