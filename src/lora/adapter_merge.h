@@ -24,21 +24,9 @@
 #include <vector>
 
 #include "lora/lora_adapter.h"
+#include "lora/merge_spec.h"
 
 namespace flashneox {
-
-struct MergeSpec {
-  std::vector<std::string> ids;
-  std::vector<double> weights;          // one per id; empty: all 1
-  std::string strategy = "linear";      // linear, ties, dare_linear, dare_ties
-  double density = 1.0;                 // in [0, 1]
-  std::string majority_sign_method = "total";  // total, frequency
-
-  // Throws Error naming what is out of range.
-  void validate() const;
-  // The definition as one string: equal keys merge to the same adapter.
-  std::string key() const;
-};
 
 // `parts[i]` is the adapter for spec.ids[i]. Throws Error when the adapters
 // cannot be merged (a projection with different ranks).

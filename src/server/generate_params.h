@@ -7,7 +7,7 @@
 #include <string>
 
 #include "engine/request.h"
-#include "lora/adapter_merge.h"
+#include "lora/merge_spec.h"
 #include "tokenizer/tokenizer.h"
 
 namespace flashneox {
