@@ -21,11 +21,11 @@ Flags perplexity_flags() {
                {"--window", "N", "min(max_position_embeddings, 1024)", "tokens per scored window"},
                {"--stride", "N", "the window", "tokens between window starts; each window scores its last stride tokens"},
                {"--partial-window", "", "", "also score a last window shorter than --window"}} +
-         model_flags() + Flags{{"--kv-cache-dtype", "f32|f16", "f32", "KV cache element type"}, kAdapterDir};
+         model_flags() + Flags{kv_cache_dtype_flag(), kAdapterDir};
 }
 
 Flags logits_flags() {
-  return {{"--model", "DIR|ORG/NAME[@REV]", "the bundled model", "model folder, or a hub id in the local HF cache"},
+  return {model_flag(),
           {"--ids", "1,2,3[@NAME]", "", "a sequence of token ids (required), run with adapter NAME", true},
           {"--lora", "NAME=DIR", "", "a PEFT LoRA adapter that --ids ...@NAME can name", true},
           {"--out", "FILE", "", "safetensors file for logits_<i> and hidden_<i> (required)"},
@@ -34,7 +34,7 @@ Flags logits_flags() {
           {"--scatter-blocks", "", "", "blocks from a shuffled pool, interleaved across sequences"},
           {"--hidden-states", "final|all", "final",
            "all: also hidden_states.<i> [layers + 1, len, hidden], as transformers' output_hidden_states"},
-          {"--threads", "N", "0", "compute threads; 0: every core (or OMP_NUM_THREADS when set)"}};
+          threads_flag()};
 }
 
 Flags serve_flags() {
@@ -58,20 +58,19 @@ Flags serve_flags() {
 }
 
 Flags bench_flags() {
-  return {{"--model", "DIR|ORG/NAME[@REV]", "the bundled model", "model folder, or a hub id in the local HF cache"},
-          {"--config", "CONFIG.json", "", "benchmark random weights of this config instead of --model"},
-          {"--dtype", "f32|f16|bf16|int8", "as stored (f16 with --config)", "the weights' compute dtype"},
-          {"--threads", "N", "0", "compute threads; 0: every core (or OMP_NUM_THREADS when set)"},
-          {"--batch", "N,N,...", "1,8,32", "batch sizes"},
-          {"--prompt", "N,N,...", "128", "prompt lengths"},
-          {"--new", "N", "128", "tokens generated per request"},
-          {"--kv-cache-dtype", "f32|f16", "f32", "KV cache element type"},
-          {"--block-size", "N", "16", "tokens per KV cache block"},
-          {"--adapters", "N,N,...", "0", "distinct random LoRA adapters per batch (requests spread over them)"},
-          {"--adapter-rank", "R", "16", "rank of the random adapters"},
-          {"--adapter", "DIR", "", "every request runs with this PEFT LoRA adapter"},
-          {"--json", "", "", "one JSON report on stdout"},
-          {"--check-weights", "", "", "scan every weight for NaN/Inf before use"}};
+  return Flags{model_flag(),
+               {"--config", "CONFIG.json", "", "benchmark random weights of this config instead of --model"},
+               {"--dtype", "f32|f16|bf16|int8", "as stored (f16 with --config)", "the weights' compute dtype"},
+               threads_flag(),
+               {"--batch", "N,N,...", "1,8,32", "batch sizes"},
+               {"--prompt", "N,N,...", "128", "prompt lengths"},
+               {"--new", "N", "128", "tokens generated per request"}} +
+         cache_flags() +
+         Flags{{"--adapters", "N,N,...", "0", "distinct random LoRA adapters per batch (requests spread over them)"},
+               {"--adapter-rank", "R", "16", "rank of the random adapters"},
+               {"--adapter", "DIR", "", "every request runs with this PEFT LoRA adapter"},
+               {"--json", "", "", "one JSON report on stdout"},
+               check_weights_flag()};
 }
 
 Flags tokenize_flags() {

@@ -11,18 +11,21 @@
 
 namespace flashneox {
 
+Flag model_flag() {
+  return {"--model", "DIR|ORG/NAME[@REV]", "the bundled model",
+          "model folder (config.json, *.safetensors or *.bin, tokenizer.json), or a hub id in the local HF cache"};
+}
+Flag threads_flag() { return {"--threads", "N", "0", "compute threads; 0: every core (or OMP_NUM_THREADS when set)"}; }
+Flag check_weights_flag() { return {"--check-weights", "", "", "scan every weight for NaN/Inf before use"}; }
+
 Flags model_flags() {
-  return {{"--model", "DIR|ORG/NAME[@REV]", "the bundled model",
-           "model folder (config.json, *.safetensors, tokenizer.json), or a hub id in the local HF cache"},
-          {"--threads", "N", "0", "compute threads; 0: every core (or OMP_NUM_THREADS when set)"},
-          {"--dtype", "f32|f16|bf16|int8", "as stored", "the weights' compute dtype"},
-          {"--check-weights", "", "", "scan every weight for NaN/Inf before use"}};
+  return {model_flag(), threads_flag(), {"--dtype", "f32|f16|bf16|int8", "as stored", "the weights' compute dtype"},
+          check_weights_flag()};
 }
 
-Flags cache_flags() {
-  return {{"--kv-cache-dtype", "f32|f16", "f32", "KV cache element type"},
-          {"--block-size", "N", "16", "tokens per KV cache block"}};
-}
+Flag kv_cache_dtype_flag() { return {"--kv-cache-dtype", "f32|f16", "f32", "KV cache element type"}; }
+
+Flags cache_flags() { return {kv_cache_dtype_flag(), {"--block-size", "N", "16", "tokens per KV cache block"}}; }
 
 DType parse_weight_dtype(const std::string& s) {
   if (s == "f32" || s == "float32") return DType::F32;

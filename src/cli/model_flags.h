@@ -14,6 +14,11 @@
 namespace flashneox {
 
 Flags model_flags();     // --model --threads --dtype --check-weights
+// The single rows of model_flags(), for commands that take only some of them.
+Flag model_flag();
+Flag threads_flag();
+Flag check_weights_flag();
+Flag kv_cache_dtype_flag();
 // --dtype: the weights' compute dtype (f32, f16, bf16, int8); default: as stored.
 DType parse_weight_dtype(const std::string& text);
 // --kv-cache-dtype: f32 (default) or f16.
