@@ -209,7 +209,7 @@ def test_overload_gives_429(make_server):
 def test_client_disconnect_frees_blocks(server):
     idle = server.metric("flashneox_kv_cache_blocks_used")
     with requests.post(server.url + "/generate_stream", stream=True, json={
-            "inputs": "ROMEO:", "parameters": {"max_new_tokens": 1500}}) as r:
+            "inputs": "ROMEO:", "parameters": {"max_new_tokens": 1500, "ignore_eos_token": True}}) as r:
         lines = r.iter_lines()
         for _ in range(10):
             next(lines)
