@@ -3,7 +3,7 @@ BUILD ?= build
 SAN_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test test-venv test-sanitize test-tsan clean fuzz bench-tokenizer serve bench-peers soak
+.PHONY: deps build test test-venv test-wheel test-sanitize test-tsan clean fuzz bench-tokenizer serve bench-peers soak
 
 deps:
 	@./scripts/install-deps.sh
@@ -14,7 +14,12 @@ build: deps
 
 # Tests run one at a time: each already uses every core (OpenMP), and two
 # multi-threaded processes on two cores stall each other at every barrier.
-test: build test-venv
+# The build for the tests also makes the Python package's extension, for the
+# venv's Python (tests/python imports it from $(BUILD)/python).
+test: deps test-venv
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DFLASHNEOX_PYTHON=ON \
+	  -DPython_EXECUTABLE=$(CURDIR)/$(TEST_VENV)/bin/python >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure
 
 # Python clients for the server tests, in a virtual environment in the build folder.
@@ -24,6 +29,19 @@ $(TEST_VENV)/.installed: tests/server/requirements.txt
 	@python3 -m venv $(TEST_VENV)
 	@$(TEST_VENV)/bin/pip install -q --disable-pip-version-check -r tests/server/requirements.txt
 	@touch $@
+
+# `pip install .` into a fresh venv (after `make test`, reusing its build's objects: the
+# same CMake project, configured as pyproject.toml says) and the Python API's
+# tests against the installed package.
+WHEEL_VENV = $(BUILD)/wheel-venv
+test-wheel: deps
+	@rm -rf $(WHEEL_VENV) && python3 -m venv $(WHEEL_VENV)
+	@CMAKE_GENERATOR="Unix Makefiles" $(WHEEL_VENV)/bin/pip install -q --disable-pip-version-check . \
+	  -C build-dir=$(BUILD) -C cmake.define.FLASHNEOX_BUILD_TESTS=ON -C cmake.define.FLASHNEOX_BUILD_BENCH=ON
+	@$(WHEEL_VENV)/bin/pip install -q --disable-pip-version-check pytest==9.2.0
+	@cd /tmp && FLASHNEOX_BINARY=$(CURDIR)/$(BUILD)/flashneox $(CURDIR)/$(WHEEL_VENV)/bin/python -m pytest -q \
+	  -p no:cacheprovider $(CURDIR)/tests/python
+	@$(WHEEL_VENV)/bin/python -c "import flashneox, os; assert '$(WHEEL_VENV)' in flashneox.__file__, flashneox.__file__"
 
 # Sanitizer builds at -O1 with line tables only: Boost.Beast's templates under
 # ASan+UBSan at -O2 -g take minutes a file, and the tests barely notice.

@@ -9,7 +9,7 @@ packages=(
   nlohmann-json3-dev libutf8proc-dev libboost1.81-dev libmimalloc-dev
   clang libclang-rt-14-dev
   chromium chromium-driver
-  python3 python3-venv
+  python3 python3-venv python3-dev
 )
 
 missing=()

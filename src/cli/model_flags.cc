@@ -27,12 +27,12 @@ Flag kv_cache_dtype_flag() { return {"--kv-cache-dtype", "f32|f16", "f32", "KV c
 
 Flags cache_flags() { return {kv_cache_dtype_flag(), {"--block-size", "N", "16", "tokens per KV cache block"}}; }
 
-DType parse_weight_dtype(const std::string& s) {
+DType parse_weight_dtype(const std::string& s, const char* name) {
   if (s == "f32" || s == "float32") return DType::F32;
   if (s == "f16" || s == "float16") return DType::F16;
   if (s == "bf16" || s == "bfloat16") return DType::BF16;
   if (s == "int8" || s == "i8") return DType::I8;
-  throw Error(concat("--dtype must be f32, f16, bf16 or int8, not '", s, "'"));
+  throw Error(concat(name, " must be f32, f16, bf16 or int8, not '", s, "'"));
 }
 
 Flags engine_flags() {
@@ -80,10 +80,10 @@ std::string unescape_flag_text(const std::string& text) {
   return out;
 }
 
-DType parse_kv_dtype(const std::string& s) {
+DType parse_kv_dtype(const std::string& s, const char* name) {
   if (s == "f32" || s == "float32") return DType::F32;
   if (s == "f16" || s == "float16") return DType::F16;
-  throw Error(concat("--kv-cache-dtype must be f32 or f16, not '", s, "'"));
+  throw Error(concat(name, " must be f32 or f16, not '", s, "'"));
 }
 
 std::string resolve_model_dir(const std::string& model) {
@@ -93,23 +93,29 @@ std::string resolve_model_dir(const std::string& model) {
   throw Error(concat(model, ": no such model folder (nor a hub id org/name[@revision] in the local Hugging Face cache)"));
 }
 
-LoadedModel load_model_from_flags(const Args& args) {
-  set_num_threads(args.get_int("--threads", 0));
-  const std::string dir = resolve_model_dir(args.get("--model", default_model_dir()));
+LoadedModel load_model(const std::string& model, const LoadOptions& options, bool require_tokenizer) {
+  const std::string dir = resolve_model_dir(model);
   LoadedModel loaded;
-  LoadOptions load;
-  if (args.has("--dtype")) load.weight_dtype = parse_weight_dtype(args.get("--dtype"));
-  load.check_weights = args.has("--check-weights");
-  loaded.model = GptNeoxModel::load(dir, nullptr, load);
+  loaded.model = GptNeoxModel::load(dir, nullptr, options);
   const std::string tokenizer_path = dir + "/tokenizer.json";
-  if (!std::filesystem::exists(tokenizer_path))
+  if (!std::filesystem::exists(tokenizer_path)) {
+    if (!require_tokenizer) return loaded;
     throw Error(concat(dir, ": no tokenizer.json beside the model"));
+  }
   loaded.tokenizer = Tokenizer::from_file(tokenizer_path);
   const int32_t vocab = loaded.model->config().vocab_size;
   if (loaded.tokenizer->vocab_size() > vocab)
     throw Error(concat(tokenizer_path, ": has token ids up to ", loaded.tokenizer->vocab_size() - 1,
                        " but config.json's vocab_size is ", vocab));
   return loaded;
+}
+
+LoadedModel load_model_from_flags(const Args& args) {
+  set_num_threads(args.get_int("--threads", 0));
+  LoadOptions load;
+  if (args.has("--dtype")) load.weight_dtype = parse_weight_dtype(args.get("--dtype"));
+  load.check_weights = args.has("--check-weights");
+  return load_model(args.get("--model", default_model_dir()), load);
 }
 
 EngineOptions engine_options_from_flags(const Args& args) {

@@ -20,9 +20,10 @@ Flag threads_flag();
 Flag check_weights_flag();
 Flag kv_cache_dtype_flag();
 // --dtype: the weights' compute dtype (f32, f16, bf16, int8); default: as stored.
-DType parse_weight_dtype(const std::string& text);
+// `name` is what error messages call it.
+DType parse_weight_dtype(const std::string& text, const char* name = "--dtype");
 // --kv-cache-dtype: f32 (default) or f16.
-DType parse_kv_dtype(const std::string& text);
+DType parse_kv_dtype(const std::string& text, const char* name = "--kv-cache-dtype");
 Flags engine_flags();     // --block-size --kv-cache-memory --max-* ...
 Flags sampling_flags();   // --temperature --top-k ... --stop --ignore-eos --do-sample
 // --kv-cache-dtype and --block-size, for the commands that run one batch.
@@ -38,6 +39,9 @@ struct LoadedModel {
   std::unique_ptr<GptNeoxModel> model;
   std::shared_ptr<const Tokenizer> tokenizer;
 };
+// Loads a model folder or hub id (resolve_model_dir) and its tokenizer.json
+// (left null when the folder has none and it is not required).
+LoadedModel load_model(const std::string& model, const LoadOptions& options = {}, bool require_tokenizer = true);
 // Applies --threads, loads --model (default: the bundled one) and its tokenizer.json.
 LoadedModel load_model_from_flags(const Args& args);
 

@@ -41,7 +41,7 @@ struct Engine::Planned {
   bool keep_all;  // logits for every row (prompt log-probabilities)
 };
 
-Engine::Engine(std::unique_ptr<GptNeoxModel> model, std::shared_ptr<const Tokenizer> tokenizer,
+Engine::Engine(std::shared_ptr<GptNeoxModel> model, std::shared_ptr<const Tokenizer> tokenizer,
                EngineOptions options)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(options) {
   const ModelConfig& c = model_->config();

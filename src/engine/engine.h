@@ -60,7 +60,9 @@ struct EngineStats {
 
 class Engine {
  public:
-  Engine(std::unique_ptr<GptNeoxModel> model, std::shared_ptr<const Tokenizer> tokenizer,
+  // The model may be shared with callers that run it directly (the Python
+  // API's logits), as long as they never run it during a step().
+  Engine(std::shared_ptr<GptNeoxModel> model, std::shared_ptr<const Tokenizer> tokenizer,
          EngineOptions options = {});
   ~Engine();
 
@@ -104,7 +106,7 @@ class Engine {
   void fail_everything();  // the abort_all() work, on the engine's thread
   int potential_tokens(const Sequence& seq) const;
 
-  std::unique_ptr<GptNeoxModel> model_;
+  std::shared_ptr<GptNeoxModel> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   EngineOptions options_;
   std::unique_ptr<KvCache> cache_;
