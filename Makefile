@@ -3,7 +3,7 @@ BUILD ?= build
 SAN_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test test-venv test-wheel test-sanitize test-tsan clean fuzz bench-tokenizer serve bench-peers soak
+.PHONY: deps build test test-venv test-wheel test-sanitize test-tsan test-aarch64 clean fuzz bench-tokenizer serve bench-peers soak
 
 deps:
 	@./scripts/install-deps.sh
@@ -34,7 +34,7 @@ $(TEST_VENV)/.installed: tests/server/requirements.txt
 # same CMake project, configured as pyproject.toml says) and the Python API's
 # tests against the installed package.
 WHEEL_VENV = $(BUILD)/wheel-venv
-test-wheel: deps
+test-wheel: deps test-venv
 	@rm -rf $(WHEEL_VENV) && python3 -m venv $(WHEEL_VENV)
 	@CMAKE_GENERATOR="Unix Makefiles" $(WHEEL_VENV)/bin/pip install -q --disable-pip-version-check . \
 	  -C build-dir=$(BUILD) -C cmake.define.FLASHNEOX_BUILD_TESTS=ON -C cmake.define.FLASHNEOX_BUILD_BENCH=ON
@@ -42,6 +42,8 @@ test-wheel: deps
 	@cd /tmp && FLASHNEOX_BINARY=$(CURDIR)/$(BUILD)/flashneox $(CURDIR)/$(WHEEL_VENV)/bin/python -m pytest -q \
 	  -p no:cacheprovider $(CURDIR)/tests/python
 	@$(WHEEL_VENV)/bin/python -c "import flashneox, os; assert '$(WHEEL_VENV)' in flashneox.__file__, flashneox.__file__"
+	@# The build folder back to the test venv's Python, for the next `make build` or `make test`.
+	@cmake -S . -B $(BUILD) -DPython_EXECUTABLE=$(CURDIR)/$(TEST_VENV)/bin/python >/dev/null
 
 # Sanitizer builds at -O1 with line tables only: Boost.Beast's templates under
 # ASan+UBSan at -O2 -g take minutes a file, and the tests barely notice.
@@ -74,6 +76,21 @@ test-tsan: deps test-venv
 	@if ls $(TSAN_BUILD)/tsan-reports/report* >/dev/null 2>&1; then cat $(TSAN_BUILD)/tsan-reports/report*; \
 	  echo "ThreadSanitizer reported the races above" >&2; exit 1; fi
 	@echo "ThreadSanitizer: no reports"
+
+# The aarch64 cross build (Debian's g++-aarch64-linux-gnu and arm64 libraries)
+# and its unit and parity tests under qemu-user, on the portable kernels. The
+# long engine batch-invariance cases are left out (architecture-independent
+# scheduling, many minutes under emulation); CI also trims the parity tests
+# to two batching modes per fixture (AARCH64_EXCLUDE in .ci/run).
+AARCH64_BUILD ?= build-aarch64
+AARCH64_EXCLUDE ?= BatchInvariant
+test-aarch64: deps
+	@./scripts/install-deps.sh --aarch64
+	@cmake -S . -B $(AARCH64_BUILD) -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DCMAKE_BUILD_TYPE=Release \
+	  -DFLASHNEOX_MIMALLOC=OFF -DFLASHNEOX_BUILD_BENCH=OFF >/dev/null
+	@cmake --build $(AARCH64_BUILD) -j $(JOBS)
+	@file $(AARCH64_BUILD)/flashneox | grep -q "ARM aarch64" || { echo "not an aarch64 binary" >&2; exit 1; }
+	@cd $(AARCH64_BUILD) && ctest --output-on-failure -L unit -E "$(AARCH64_EXCLUDE)"
 
 # The long soak (10 minutes, 1,000 connections); `make test` runs 60 s of it.
 SOAK_SECONDS ?= 600

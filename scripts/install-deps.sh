@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages flashneox needs to build and test. Idempotent:
 # does nothing when they are all present. Runs apt-get as root or through sudo.
+# --aarch64: instead, what the aarch64 cross build and its tests need (the
+# cross compiler, qemu-user, and the arm64 libraries through multiarch).
 set -euo pipefail
 
 packages=(
@@ -12,8 +14,17 @@ packages=(
   python3 python3-venv python3-dev
 )
 
+arm64=()
+if [ "${1:-}" = "--aarch64" ]; then
+  packages=(g++-aarch64-linux-gnu qemu-user file)
+  arm64=(libutf8proc-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libstdc++6:arm64 libgomp1:arm64)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+for p in "${arm64[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
@@ -25,5 +36,8 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
+if [ ${#arm64[@]} -gt 0 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $sudo dpkg --add-architecture arm64
+fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

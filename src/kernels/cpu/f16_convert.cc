@@ -1,11 +1,14 @@
 // f16 <-> f32 for KV-cache rows, vectorised where the CPU allows.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-
+#include "core/isa_clones.h"
 #include "kernels/cpu/cpu_kernels.h"
+#if FLASHNEOX_X86
+#include <immintrin.h>
+#endif
 
 namespace flashneox::cpu {
 
+#if FLASHNEOX_X86
 namespace {
 
 __attribute__((target("avx512f"))) void widen_avx512(const uint16_t* src, float* dst, int64_t n) {
@@ -39,22 +42,27 @@ __attribute__((target("avx2,f16c"))) void narrow_avx2(const float* src, uint16_t
 }
 
 }  // namespace
+#endif
 
 void widen_f16(const uint16_t* src, float* dst, int64_t n) {
+#if FLASHNEOX_X86
   switch (active_isa()) {
     case Isa::Avx512: return widen_avx512(src, dst, n);
     case Isa::Avx2: return widen_avx2(src, dst, n);
     case Isa::Scalar: break;
   }
+#endif
   for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
 
 void narrow_f16(const float* src, uint16_t* dst, int64_t n) {
+#if FLASHNEOX_X86
   switch (active_isa()) {
     case Isa::Avx512: return narrow_avx512(src, dst, n);
     case Isa::Avx2: return narrow_avx2(src, dst, n);
     case Isa::Scalar: break;
   }
+#endif
   for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 

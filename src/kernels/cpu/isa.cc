@@ -1,16 +1,19 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/isa_clones.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace flashneox::cpu {
 
 namespace {
 Isa detect() {
+  Isa best = Isa::Scalar;  // the portable kernels, on every architecture
+#if FLASHNEOX_X86
   __builtin_cpu_init();
-  Isa best = Isa::Scalar;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::Avx2;
   if (__builtin_cpu_supports("avx512f")) best = Isa::Avx512;
+#endif
   if (const char* forced = std::getenv("FLASHNEOX_ISA")) {
     Isa wanted = best;
     if (std::strcmp(forced, "scalar") == 0) wanted = Isa::Scalar;

@@ -10,8 +10,6 @@
 // GCC 12 reports false positives inside its own AVX-512 conversion intrinsics.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -20,13 +18,19 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/isa_clones.h"
 #include "kernels/cpu/cpu_kernels.h"
+#if FLASHNEOX_X86
+#include <immintrin.h>
+#endif
 
 namespace flashneox::cpu {
 
 namespace {
 
 constexpr int kPanel = 32;
+
+#if FLASHNEOX_X86
 
 // ---- AVX-512: MR up to 12 rows (24 accumulators + 2 weights + 1 broadcast).
 constexpr int kMrAvx512 = 12;
@@ -122,7 +126,9 @@ __attribute__((target("avx2,fma,f16c"))) void panel_avx2(const float* x, int64_t
   }
 }
 
-// ---- Scalar: the same arithmetic, one lane at a time.
+#endif  // FLASHNEOX_X86
+
+// ---- Scalar: the same arithmetic, one lane at a time (and every CPU that is not x86).
 constexpr int kMrScalar = 4;
 
 template <int MR, DType D>
@@ -148,11 +154,13 @@ using PanelKernel = void (*)(const float*, int64_t, const void*, int64_t, const 
   {fn<1, D>, fn<2, D>, fn<3, D>, fn<4, D>, fn<5, D>, fn<6, D>, fn<7, D>, fn<8, D>, fn<9, D>, \
    fn<10, D>, fn<11, D>, fn<12, D>}
 
+#if FLASHNEOX_X86
 const PanelKernel kAvx512[3][kMrAvx512] = {FNX_TABLE(panel_avx512, DType::F32), FNX_TABLE(panel_avx512, DType::F16),
                                            FNX_TABLE(panel_avx512, DType::BF16)};
 const PanelKernel kAvx2[3][kMrAvx2] = {{panel_avx2<1, DType::F32>, panel_avx2<2, DType::F32>},
                                        {panel_avx2<1, DType::F16>, panel_avx2<2, DType::F16>},
                                        {panel_avx2<1, DType::BF16>, panel_avx2<2, DType::BF16>}};
+#endif
 #define FNX_TABLE4(fn, D) {fn<1, D>, fn<2, D>, fn<3, D>, fn<4, D>}
 const PanelKernel kScalar[3][kMrScalar] = {FNX_TABLE4(panel_scalar, DType::F32), FNX_TABLE4(panel_scalar, DType::F16),
                                            FNX_TABLE4(panel_scalar, DType::BF16)};
@@ -200,8 +208,14 @@ void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float
   const size_t panel_bytes = static_cast<size_t>(k * kPanel) * dtype_size(w.dtype);
   const int d = static_cast<int>(w.dtype);
   const Isa isa = active_isa();
+#if FLASHNEOX_X86
   const PanelKernel* table = isa == Isa::Avx512 ? kAvx512[d] : isa == Isa::Avx2 ? kAvx2[d] : kScalar[d];
   const int max_mr = isa == Isa::Avx512 ? kMrAvx512 : isa == Isa::Avx2 ? kMrAvx2 : kMrScalar;
+#else
+  (void)isa;
+  const PanelKernel* table = kScalar[d];
+  const int max_mr = kMrScalar;
+#endif
   // Rows in blocks that stay in L2 while every panel of a thread streams past.
   const int64_t block_m = std::max<int64_t>(max_mr, (192 * 1024 / (4 * std::max<int64_t>(k, 1))) / max_mr * max_mr);
   parallel_for_cost(panels, m * kPanel * k, [&](int64_t begin, int64_t end) {

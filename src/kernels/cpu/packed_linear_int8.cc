@@ -9,8 +9,6 @@
 // (VNNI or the scalar twin) and every batch gives the same bits.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -19,6 +17,9 @@
 #include "core/isa_clones.h"
 #include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
+#if FLASHNEOX_X86
+#include <immintrin.h>
+#endif
 
 namespace flashneox::cpu {
 
@@ -30,11 +31,15 @@ constexpr int kMrVnni = 12;
 int64_t padded_cols(int64_t cols) { return (cols + 3) / 4 * 4; }
 
 bool has_vnni() {
+#if FLASHNEOX_X86
   static const bool vnni = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
   }();
   return vnni && active_isa() == Isa::Avx512;
+#else
+  return false;
+#endif
 }
 
 // Row quantization: u8 = round(x / scale) + 128, scale = absmax / 127
@@ -59,6 +64,7 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, uint8_t* q,
   });
 }
 
+#if FLASHNEOX_X86
 using UnalignedInt32 = int32_t __attribute__((may_alias, aligned(1)));
 
 template <int MR>
@@ -99,6 +105,7 @@ using VnniKernel = decltype(&panel_vnni<1>);
 const VnniKernel kVnni[kMrVnni] = {panel_vnni<1>, panel_vnni<2>, panel_vnni<3>,  panel_vnni<4>,
                                    panel_vnni<5>, panel_vnni<6>, panel_vnni<7>,  panel_vnni<8>,
                                    panel_vnni<9>, panel_vnni<10>, panel_vnni<11>, panel_vnni<12>};
+#endif
 
 // The same integer arithmetic, one output at a time, for CPUs without VNNI.
 void panel_scalar(const uint8_t* xq, int64_t ldq, const float* xs, int rows, const int8_t* panel, int64_t groups,
@@ -164,7 +171,7 @@ void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const 
   quantize_rows(x, m, k, kp, xq.data(), xs.data());
   const uint8_t* q = xq.data();
   const float* qs = xs.data();
-  const bool vnni = has_vnni();
+  [[maybe_unused]] const bool vnni = has_vnni();  // false off x86
   const int64_t block_m = std::max<int64_t>(kMrVnni, (256 * 1024 / std::max<int64_t>(kp, 1)) / kMrVnni * kMrVnni);
   parallel_for_cost(panels, m * kPanel * k / 4, [&](int64_t begin, int64_t end) {
     for (int64_t m0 = 0; m0 < m; m0 += block_m) {
@@ -180,9 +187,11 @@ void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const 
           const int64_t r_end = m0 + (m1 - m0) * (i + 1) / blocks;
           const int mr = static_cast<int>(r_end - r);
           float* out = y + r * n + p * kPanel;
+#if FLASHNEOX_X86
           if (vnni)
             kVnni[mr - 1](q + r * kp, kp, qs + r, panel, kp / 4, ws, cs, b, out, n, cols);
           else
+#endif
             panel_scalar(q + r * kp, kp, qs + r, mr, panel, kp / 4, ws, cs, b, out, n, cols);
           r = r_end;
         }

@@ -1,6 +1,5 @@
 #include "kernels/cpu/roofline.h"
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -8,13 +7,19 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/isa_clones.h"
 #include "kernels/cpu/cpu_kernels.h"
+#if FLASHNEOX_X86
+#include <immintrin.h>
+#endif
 
 namespace flashneox::cpu {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+#if FLASHNEOX_X86
 
 __attribute__((target("avx512f"))) float sum_avx512(const float* p, size_t n) {
   __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
@@ -47,14 +52,19 @@ __attribute__((target("avx2"))) float sum_avx2(const float* p, size_t n) {
   return s;
 }
 
+#endif
+
 float sum_any(const float* p, size_t n) {
+#if FLASHNEOX_X86
   if (active_isa() == Isa::Avx512) return sum_avx512(p, n);
   if (active_isa() == Isa::Avx2) return sum_avx2(p, n);
+#endif
   float s = 0;
   for (size_t i = 0; i < n; ++i) s += p[i];
   return s;
 }
 
+#if FLASHNEOX_X86
 // Ten independent FMA chains per thread hide the FMA latency.
 __attribute__((target("avx512f"))) float fma_loop_avx512(long iterations) {
   __m512 acc[10];
@@ -79,6 +89,7 @@ __attribute__((target("avx2,fma"))) float fma_loop_avx2(long iterations) {
   _mm256_store_ps(lanes, acc[0]);
   return lanes[0];
 }
+#endif
 
 }  // namespace
 
@@ -119,8 +130,10 @@ double measure_fma_peak(int threads, double seconds) {
   do {
     const auto start = Clock::now();
     float total = 0;
+#if FLASHNEOX_X86
 #pragma omp parallel num_threads(threads) reduction(+ : total)
     total += active_isa() == Isa::Avx512 ? fma_loop_avx512(iterations) : fma_loop_avx2(iterations);
+#endif
     sink = sink + total;
     const double took = std::chrono::duration<double>(Clock::now() - start).count();
     best = std::max(best, 2.0 * lanes * 10.0 * iterations * threads / took);
