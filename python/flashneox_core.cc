@@ -13,7 +13,6 @@
 #include <nanobind/stl/vector.h>
 
 #include <chrono>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,7 +27,6 @@
 #include "core/memory_size.h"
 #include "core/parallel.h"
 #include "engine/engine.h"
-#include "io/hub_cache.h"
 #include "lora/lora_adapter.h"
 #include "model/perplexity.h"
 #include "model/sequence_runner.h"
@@ -200,13 +198,8 @@ class Model {
       nb::object logits = to_numpy(std::move(results[i].logits), {len, vocab});
       nb::object states = nb::none();
       if (hidden_states == 1) states = to_numpy(std::move(results[i].hidden), {len, hidden});
-      if (hidden_states == 2) {  // as transformers' hidden_states: entering each layer, then the final norm
-        std::vector<float> all;
-        all.reserve((results[i].layer_hidden.size() + 1) * len * hidden);
-        for (const auto& layer : results[i].layer_hidden) all.insert(all.end(), layer.begin(), layer.end());
-        all.insert(all.end(), results[i].hidden.begin(), results[i].hidden.end());
-        states = to_numpy(std::move(all), {results[i].layer_hidden.size() + 1, len, hidden});
-      }
+      if (hidden_states == 2)
+        states = to_numpy(all_hidden_states(results[i]), {results[i].layer_hidden.size() + 1, len, hidden});
       out.append(nb::make_tuple(logits, states));
     }
     return out;
@@ -277,13 +270,7 @@ class Model {
     std::lock_guard<std::mutex> lock(adapters_mutex_);
     auto it = adapters_.find(id);
     if (it != adapters_.end()) return it->second;
-    std::error_code ec;
-    std::string dir = id;
-    if (!std::filesystem::is_directory(id, ec)) {
-      if (!is_hub_id(id)) throw Error(concat("adapter ", id, ": no such folder (nor a hub id org/name[@revision])"));
-      dir = resolve_hub_snapshot(default_hub_cache(), id).dir;
-    }
-    auto adapter = LoraAdapter::load(dir, id, model_->config(), lora_dtype_for(model_->weights().dtype));
+    auto adapter = LoraAdapter::load(resolve_model_dir(id, "adapter"), id, model_->config(), lora_dtype_for(model_->weights().dtype));
     adapters_[id] = adapter;
     return adapter;
   }
@@ -304,7 +291,7 @@ class Stream {
   Stream(Model& model, std::shared_ptr<RequestHandle> handle) : model_(model), handle_(std::move(handle)) {}
   ~Stream() { close(); }
 
-  // The next token, or None at the end (then finish_reason is set).
+  // The next token, or None at the end.
   std::optional<TokenTuple> next() {
     if (done_) return std::nullopt;
     RequestEvent event;
@@ -320,8 +307,6 @@ class Stream {
     if (event.kind == RequestEvent::Kind::Token) return token_tuple(event.token);
     done_ = true;
     if (event.kind == RequestEvent::Kind::Failed) throw Error(event.error);
-    finish_reason_ = finish_reason_name(event.finish_reason);
-    generated_text_ = event.generated_text;
     return std::nullopt;
   }
 
@@ -330,9 +315,6 @@ class Stream {
     nb::gil_scoped_release release;
     close_released();
   }
-
-  const std::optional<std::string>& finish_reason() const { return finish_reason_; }
-  const std::string& generated_text() const { return generated_text_; }
 
  private:
   void close_released() {
@@ -345,8 +327,6 @@ class Stream {
   Model& model_;
   std::shared_ptr<RequestHandle> handle_;
   bool done_ = false;
-  std::optional<std::string> finish_reason_;
-  std::string generated_text_;
 };
 
 int run_main(const std::vector<std::string>& argv) {
@@ -442,9 +422,7 @@ NB_MODULE(_core, m) {
 
   nb::class_<Stream>(m, "Stream")
       .def("next", &Stream::next)
-      .def("close", &Stream::close)
-      .def_prop_ro("finish_reason", &Stream::finish_reason)
-      .def_prop_ro("generated_text", &Stream::generated_text);
+      .def("close", &Stream::close);
 
   m.def("main", &run_main, "argv"_a, "Runs the flashneox command line (argv[0] is the program name).");
 }

@@ -67,11 +67,9 @@ int run_logits(int argc, char** argv) {
     tensors.push_back({"hidden." + std::to_string(i), {len, model->config().hidden_size},
                        results[i].hidden});
     if (!options.keep_layer_hidden) continue;
-    std::vector<float> all;  // transformers' hidden_states: entering each layer, then the final norm's output
-    for (const auto& layer : results[i].layer_hidden) all.insert(all.end(), layer.begin(), layer.end());
-    all.insert(all.end(), results[i].hidden.begin(), results[i].hidden.end());
     tensors.push_back({"hidden_states." + std::to_string(i),
-                       {model->config().num_layers + 1, len, model->config().hidden_size}, std::move(all)});
+                       {model->config().num_layers + 1, len, model->config().hidden_size},
+                       all_hidden_states(results[i])});
   }
   write_safetensors(out_path, tensors);
   std::fprintf(stderr, "wrote %zu sequences to %s\n", results.size(), out_path.c_str());

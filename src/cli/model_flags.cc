@@ -86,11 +86,11 @@ DType parse_kv_dtype(const std::string& s, const char* name) {
   throw Error(concat(name, " must be f32 or f16, not '", s, "'"));
 }
 
-std::string resolve_model_dir(const std::string& model) {
+std::string resolve_model_dir(const std::string& model, const char* what) {
   std::error_code ec;
   if (std::filesystem::is_directory(model, ec)) return model;
   if (!std::filesystem::exists(model, ec) && is_hub_id(model)) return resolve_hub_snapshot(default_hub_cache(), model).dir;
-  throw Error(concat(model, ": no such model folder (nor a hub id org/name[@revision] in the local Hugging Face cache)"));
+  throw Error(concat(model, ": no such ", what, " folder (nor a hub id org/name[@revision] in the local Hugging Face cache)"));
 }
 
 LoadedModel load_model(const std::string& model, const LoadOptions& options, bool require_tokenizer) {

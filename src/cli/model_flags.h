@@ -32,8 +32,9 @@ Flags cache_flags();
 std::string unescape_flag_text(const std::string& text);
 
 // --model: a folder, or a hub id (org/name[@revision]) resolved offline in
-// the local Hugging Face cache. Throws Error naming where it looked.
-std::string resolve_model_dir(const std::string& model);
+// the local Hugging Face cache. Throws Error naming where it looked; `what`
+// names the kind of folder in the message ("model", "adapter").
+std::string resolve_model_dir(const std::string& model, const char* what = "model");
 
 struct LoadedModel {
   std::unique_ptr<GptNeoxModel> model;

@@ -158,4 +158,12 @@ std::vector<std::vector<int32_t>> greedy_continue(GptNeoxModel& model,
   return generated;
 }
 
+std::vector<float> all_hidden_states(const SequenceResult& result) {
+  std::vector<float> all;
+  all.reserve((result.layer_hidden.size() + 1) * result.hidden.size());
+  for (const auto& layer : result.layer_hidden) all.insert(all.end(), layer.begin(), layer.end());
+  all.insert(all.end(), result.hidden.begin(), result.hidden.end());
+  return all;
+}
+
 }  // namespace flashneox

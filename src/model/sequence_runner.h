@@ -31,6 +31,11 @@ struct SequenceResult {
   std::vector<std::vector<float>> layer_hidden;
 };
 
+// transformers' output_hidden_states from a run with keep_layer_hidden: the
+// residual stream entering each layer, then the final norm's output,
+// [layers + 1, len, hidden] flattened.
+std::vector<float> all_hidden_states(const SequenceResult& result);
+
 // Logits and final hidden states at every position of every sequence.
 std::vector<SequenceResult> run_sequences(GptNeoxModel& model,
                                           const std::vector<std::vector<int32_t>>& sequences,
