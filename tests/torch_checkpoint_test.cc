@@ -96,6 +96,14 @@ TEST(TorchCheckpoint, RefusalsSayWhatIsWrong) {
     } catch (const Error&) {
     }
   }
+  // Found by torch_file_fuzz: a ZIP64 locator in a file shorter than the ZIP64 record.
+  const unsigned char short_zip64[] = {
+      'P', 'K', 3, 4, 0, 0, 0, 0, 0, 0, 'P', 'K', 6, 7, 0, 0, 0, 0, 0xdb, 6, 0, 0, 0, 0x20, 0, 0,
+      1, 0, 0, 0, 'P', 'K', 5, 6, 0, 0, 0, 0, 8, 0, 8, 0, 0x3d, 2, 0, 0, 0xb8, 4, 0, 0, 0, 0};
+  std::ofstream(dir + "/pytorch_model.bin", std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(short_zip64), sizeof short_zip64);
+  e = load_error(dir);
+  EXPECT_NE(e.find("bad ZIP64 end-of-central-directory record"), std::string::npos) << e;
   const std::string empty = testing::make_temp_dir("torch-empty");
   fs::copy_file(torch_fixture("bin-f16") + "/config.json", empty + "/config.json");
   e = load_error(empty);

@@ -38,7 +38,7 @@ std::map<std::string, ZipEntry> read_zip_entries(const MappedFile& file) {
   uint64_t cd_offset = le(base + eocd + 16, 4);
   if (eocd >= 20 && le(base + eocd - 20, 4) == 0x07064b50) {  // ZIP64
     const uint64_t record = le(base + eocd - 20 + 8, 8);
-    if (record > size - 56 || le(base + record, 4) != 0x06064b50) throw fail("bad ZIP64 end-of-central-directory record");
+    if (size < 56 || record > size - 56 || le(base + record, 4) != 0x06064b50) throw fail("bad ZIP64 end-of-central-directory record");
     entries = le(base + record + 32, 8);
     cd_size = le(base + record + 40, 8);
     cd_offset = le(base + record + 48, 8);
@@ -73,7 +73,7 @@ std::map<std::string, ZipEntry> read_zip_entries(const MappedFile& file) {
       }
       x += 4 + len;
     }
-    if (local > size - 30 || le(base + local, 4) != 0x04034b50)
+    if (size < 30 || local > size - 30 || le(base + local, 4) != 0x04034b50)
       throw fail(concat("entry '", name, "' points to no local header"));
     const uint64_t data = local + 30 + le(base + local + 26, 2) + le(base + local + 28, 2);
     if (data > size || compressed > size - data)
