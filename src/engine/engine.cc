@@ -27,6 +27,7 @@ struct Engine::Sequence {
   std::unique_ptr<StreamDecoder> stream;
   std::string text;
   std::vector<TokenInfo> prefill;  // decoder_input_details
+  int32_t grammar_state = 0;       // with params.grammar: where the text so far leaves it
   bool prefill_scored = false;
   bool finished = false;
   bool started = false;
@@ -113,6 +114,7 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request) {
     seq->rng.seed(*seq->seed);
   }
   seq->stream = std::make_unique<StreamDecoder>(*tokenizer_, /*skip_special_tokens=*/true);
+  if (p.grammar) seq->grammar_state = p.grammar->start();
   if (p.decoder_input_details) {
     for (int32_t id : seq->tokens) {
       TokenInfo t;
@@ -287,7 +289,16 @@ void Engine::emit_token(Sequence& s, float* logits) {
          500, "error");
     return;
   }
-  const TokenChoice choice = Sampler::choose(logits, vocab, s.params, s.counts, s.rng);  // scratches the row
+  const uint64_t* allowed = nullptr;
+  if (s.params.grammar) {
+    try {
+      allowed = grammar_mask(s);
+    } catch (const Error& e) {
+      fail(s, e.what(), 422, "error");
+      return;
+    }
+  }
+  const TokenChoice choice = Sampler::choose(logits, vocab, s.params, s.counts, s.rng, allowed);  // scratches the row
   s.tokens.push_back(choice.id);
   s.counts.add(choice.id);
 
@@ -319,10 +330,12 @@ void Engine::emit_token(Sequence& s, float* logits) {
   s.handle->push(std::move(event));
 
   const SamplingParams& p = s.params;
-  if (!p.ignore_eos_token && choice.id == model_->config().eos_token_id) {
+  const bool eos = choice.id == model_->config().eos_token_id;
+  if (eos && (!p.ignore_eos_token || p.grammar)) {  // with a grammar, EOS is only allowed once it is complete
     finish(s, FinishReason::EosToken);
     return;
   }
+  if (p.grammar) s.grammar_state = p.grammar->advance(s.grammar_state, tokenizer_->token_bytes(choice.id));
   for (const std::string& stop : p.stop) {
     // Only where the new text could complete it: matches across token boundaries.
     const size_t from = s.text.size() > piece.size() + stop.size()
@@ -333,9 +346,30 @@ void Engine::emit_token(Sequence& s, float* logits) {
       return;
     }
   }
+  if (p.grammar && !p.grammar->can_continue(s.grammar_state)) {  // complete, nothing may follow
+    finish(s, FinishReason::EosToken);
+    return;
+  }
   if (s.generated() >= p.max_new_tokens ||
       static_cast<int>(s.tokens.size()) >= options_.max_total_tokens)
     finish(s, FinishReason::Length);
+}
+
+const uint64_t* Engine::grammar_mask(Sequence& s) {
+  Grammar& grammar = *s.params.grammar;
+  const int32_t vocab = model_->config().vocab_size;
+  if (!token_trie_) token_trie_ = std::make_unique<TokenTrie>(*tokenizer_, vocab);
+  const std::vector<uint64_t>& allowed = grammar.allowed_tokens(s.grammar_state, *token_trie_);
+  grammar_mask_.assign(allowed.begin(), allowed.end());
+  const int32_t eos = model_->config().eos_token_id;
+  const uint64_t eos_bit = uint64_t{1} << (eos % 64);
+  if (eos >= 0 && eos < vocab) {
+    if (grammar.accepting(s.grammar_state)) grammar_mask_[static_cast<size_t>(eos / 64)] |= eos_bit;
+    else grammar_mask_[static_cast<size_t>(eos / 64)] &= ~eos_bit;
+  }
+  for (const uint64_t word : grammar_mask_)
+    if (word) return grammar_mask_.data();
+  throw Error(concat(grammar.description(), ": no token of this vocabulary can continue the text"));
 }
 
 void Engine::finish(Sequence& s, FinishReason reason) {

@@ -21,6 +21,8 @@
 #include "engine/metrics.h"
 #include "engine/request.h"
 #include "model/gpt_neox.h"
+#include "structured/grammar.h"
+#include "structured/token_trie.h"
 #include "tokenizer/tokenizer.h"
 
 namespace flashneox {
@@ -100,6 +102,8 @@ class Engine {
   void preempt(std::list<std::unique_ptr<Sequence>>::iterator it);
   void run(std::vector<Planned>& work);
   void emit_token(Sequence& seq, float* logits);
+  // The tokens seq's grammar allows now (EOS only where it is complete).
+  const uint64_t* grammar_mask(Sequence& seq);
   void finish(Sequence& seq, FinishReason reason);
   // Ends a sequence with a Failed event; counted like any other ending.
   void fail(Sequence& seq, const std::string& message, int status, const std::string& outcome);
@@ -112,6 +116,8 @@ class Engine {
   std::unique_ptr<KvCache> cache_;
   std::unique_ptr<BlockManager> blocks_;
   EngineMetrics metrics_;
+  std::unique_ptr<TokenTrie> token_trie_;  // built when the first constrained request samples
+  std::vector<uint64_t> grammar_mask_;     // scratch
 
   mutable std::mutex inbox_mutex_;
   std::condition_variable inbox_ready_;

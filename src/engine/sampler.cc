@@ -94,8 +94,19 @@ float Sampler::logprob_of(const float* logits, int32_t vocab, int32_t id) {
 }
 
 TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& p,
-                            const TokenCounts& history, std::mt19937_64& rng) {
+                            const TokenCounts& history, std::mt19937_64& rng, const uint64_t* allowed) {
   apply_penalties(logits, p, history);
+  constexpr float kOut = -std::numeric_limits<float>::infinity();
+  if (allowed)  // refused tokens: -inf, left out of every candidate list below
+    for (int32_t i = 0; i < vocab; ++i)
+      if (!((allowed[i / 64] >> (i % 64)) & 1)) logits[i] = kOut;
+  auto candidates = [&](auto score) {
+    std::vector<Candidate> c;
+    c.reserve(static_cast<size_t>(vocab));
+    for (int32_t i = 0; i < vocab; ++i)
+      if (!allowed || logits[i] != kOut) c.emplace_back(score(logits[i]), i);
+    return c;
+  };
   TokenChoice choice;
   if (!p.sampling()) {  // greedy over the penalised scores
     const int32_t best = static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
@@ -103,11 +114,7 @@ TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& 
     const double lse = max + std::log(static_cast<double>(sum_exp(logits, vocab, max)));
     choice.id = best;
     choice.logprob = static_cast<float>(max - lse);
-    if (p.top_n_tokens > 0) {
-      std::vector<Candidate> cands(static_cast<size_t>(vocab));
-      for (int32_t i = 0; i < vocab; ++i) cands[i] = {logits[i], i};
-      choice.top = top_n(std::move(cands), p.top_n_tokens, lse);
-    }
+    if (p.top_n_tokens > 0) choice.top = top_n(candidates([](float l) { return l; }), p.top_n_tokens, lse);
     return choice;
   }
   // Work in log space relative to the best score: (l - max) / T is 0 for the
@@ -115,9 +122,8 @@ TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& 
   // small, tends to greedy (others go to -inf) instead of overflowing to NaN.
   const double temperature = p.temperature.value_or(1.0);
   const float max = *std::max_element(logits, logits + vocab);
-  std::vector<Candidate> cands(static_cast<size_t>(vocab));
-  for (int32_t i = 0; i < vocab; ++i)
-    cands[i] = {static_cast<float>((static_cast<double>(logits[i]) - max) / temperature), i};
+  std::vector<Candidate> cands =
+      candidates([&](float l) { return static_cast<float>((static_cast<double>(l) - max) / temperature); });
   if (p.top_k && static_cast<size_t>(*p.top_k) < cands.size()) {
     std::nth_element(cands.begin(), cands.begin() + *p.top_k, cands.end(), by_logit_desc);
     cands.resize(static_cast<size_t>(*p.top_k));

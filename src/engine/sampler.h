@@ -27,8 +27,11 @@ struct TokenCounts {
 class Sampler {
  public:
   // `logits` is modified in place (scratch). rng is the request's stream.
+  // `allowed`, when given, is a bitset over the vocabulary (constrained
+  // decoding): only those tokens are candidates; at least one must be set.
   static TokenChoice choose(float* logits, int32_t vocab, const SamplingParams& params,
-                            const TokenCounts& history, std::mt19937_64& rng);
+                            const TokenCounts& history, std::mt19937_64& rng,
+                            const uint64_t* allowed = nullptr);
   // log-softmax of a logits row at one index (prompt log-probabilities).
   static float logprob_of(const float* logits, int32_t vocab, int32_t id);
 };

@@ -2,11 +2,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace flashneox {
+
+class Grammar;
 
 struct SamplingParams {
   bool do_sample = false;
@@ -23,6 +26,9 @@ struct SamplingParams {
   bool ignore_eos_token = false;
   int top_n_tokens = 0;                // alternatives reported per token, [0, 10]
   bool decoder_input_details = false;  // log-probabilities of the prompt tokens
+  // Constrained decoding: only tokens that keep the text inside the grammar,
+  // and EOS once it is complete. Shared by copies; used by the engine thread.
+  std::shared_ptr<Grammar> grammar;
 
   // True when tokens are drawn at random rather than taken greedily.
   bool sampling() const;
