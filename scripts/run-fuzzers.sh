@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD:-build}/fuzz
 seconds=${FUZZ_SECONDS:-20}
-targets=(tokenizer_fuzz safetensors_fuzz torch_file_fuzz config_fuzz tokenizer_json_fuzz request_fuzz chat_template_fuzz)
+targets=(tokenizer_fuzz safetensors_fuzz torch_file_fuzz config_fuzz tokenizer_json_fuzz request_fuzz chat_template_fuzz grammar_fuzz)
 cmake -S tests/fuzz -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build "$build" -j "$(nproc)"
 total=0

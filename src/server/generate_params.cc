@@ -3,6 +3,7 @@
 #include <climits>
 
 #include "server/api_error.h"
+#include "server/grammar_params.h"
 #include "server/json_fields.h"
 
 namespace flashneox {
@@ -134,9 +135,14 @@ GenerateCall parse_generate_body(const std::string& body, const Tokenizer& token
     call.merged_adapters = read_merge_spec(*merged);
   }
   f.string("api_token");  // for hub downloads in LoRAX; nothing is downloaded here (README)
-  if (f.raw("grammar")) throw validation_error("`grammar` (constrained decoding) is not supported by this server yet");
-  if (f.raw("response_format"))
-    throw validation_error("`response_format` (constrained decoding) is not supported by this server yet");
+  const bool has_grammar = f.raw("grammar") != nullptr, has_format = f.raw("response_format") != nullptr;
+  if (has_grammar && has_format) throw validation_error("give at most one of `grammar` and `response_format`");
+  if (has_grammar || has_format) {  // schemas are read in written order (property order)
+    const nlohmann::ordered_json ordered = parse_ordered_json_limited(body);
+    const nlohmann::ordered_json& params = ordered["parameters"];
+    p.grammar = has_grammar ? read_tgi_grammar(params["grammar"], "parameters.grammar")
+                            : read_response_format(params["response_format"], "parameters.response_format");
+  }
   std::optional<int> truncate;
   if (auto v = f.integer("truncate", 1, INT32_MAX)) truncate = static_cast<int>(*v);
   f.finish();

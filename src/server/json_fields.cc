@@ -67,22 +67,31 @@ void JsonFields::finish() const {
       throw validation_error(concat(field(it.key().c_str()), " is not a field this server knows; remove it"));
 }
 
-json parse_json_limited(const std::string& text, int max_depth) {
+namespace {
+template <typename Json>
+Json parse_limited(const std::string& text, int max_depth) {
   // The callback sees each value's depth as it opens: refusing there means a
   // deep value is never built (nlohmann's parser itself does not recurse).
   struct TooDeep {};
   try {
-    return json::parse(text, [max_depth](int depth, json::parse_event_t event, json&) {
-      if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+    return Json::parse(text, [max_depth](int depth, typename Json::parse_event_t event, Json&) {
+      if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
           depth >= max_depth)
         throw TooDeep{};
       return true;
     });
   } catch (const TooDeep&) {
     throw bad_request(concat("the request body nests deeper than ", max_depth, " levels"));
-  } catch (const json::exception& e) {  // syntax, or a number too large for a double (out_of_range)
+  } catch (const typename Json::exception& e) {  // syntax, or a number too large for a double (out_of_range)
     throw bad_request(concat("Failed to parse the request body as JSON: ", e.what()));
   }
+}
+}  // namespace
+
+json parse_json_limited(const std::string& text, int max_depth) { return parse_limited<json>(text, max_depth); }
+
+nlohmann::ordered_json parse_ordered_json_limited(const std::string& text, int max_depth) {
+  return parse_limited<nlohmann::ordered_json>(text, max_depth);
 }
 
 }  // namespace flashneox

@@ -40,5 +40,7 @@ class JsonFields {
 // Parses a request body with a nesting limit (deeper → 400): a value is never
 // built deeper than `max_depth`, so nothing later recurses without bound.
 nlohmann::json parse_json_limited(const std::string& text, int max_depth = 64);
+// The same with objects in the order written (JSON schemas: property order).
+nlohmann::ordered_json parse_ordered_json_limited(const std::string& text, int max_depth = 64);
 
 }  // namespace flashneox

@@ -5,6 +5,7 @@
 
 #include "server/api_error.h"
 #include "server/generate_params.h"
+#include "server/grammar_params.h"
 #include "server/json_fields.h"
 
 namespace flashneox {
@@ -15,7 +16,8 @@ namespace {
 
 // The fields both endpoints share, with OpenAI's defaults (temperature 1:
 // sampling; 0: greedy).
-void read_common(JsonFields& f, OpenAiCall& call, const char* max_tokens_field, int default_max) {
+void read_common(JsonFields& f, OpenAiCall& call, const char* max_tokens_field, int default_max,
+                 const std::string& body) {
   SamplingParams& p = call.request.params;
   call.model = f.string("model").value_or("");
   p.temperature = f.number("temperature", 0.0, 2.0).value_or(1.0);
@@ -36,8 +38,8 @@ void read_common(JsonFields& f, OpenAiCall& call, const char* max_tokens_field, 
   if (auto n = f.integer("n", 1, INT32_MAX); n && *n != 1) throw validation_error("`n` other than 1 is not supported");
   if (auto b = f.raw("logit_bias"); b && !(b->is_object() && b->empty()))
     throw validation_error("`logit_bias` is not supported by this server");
-  if (f.raw("response_format"))
-    throw validation_error("`response_format` (constrained decoding) is not supported by this server yet");
+  if (f.raw("response_format"))  // schemas are read in written order (property order)
+    p.grammar = read_response_format(parse_ordered_json_limited(body)["response_format"], "response_format");
   call.stream = f.boolean("stream").value_or(false);
   if (const json* options = f.raw("stream_options")) {
     JsonFields so(*options, "stream_options");
@@ -102,7 +104,7 @@ OpenAiCall parse_completions_body(const std::string& body, const Tokenizer& toke
   } else {
     throw validation_error("`prompt` must be a string (or a list of one string)");
   }
-  read_common(f, call, "max_tokens", 16);
+  read_common(f, call, "max_tokens", 16, body);
   call.echo = f.boolean("echo").value_or(false);
   if (auto v = f.integer("logprobs", 0, 5)) {
     call.logprobs = static_cast<int>(*v);
@@ -124,7 +126,7 @@ OpenAiCall parse_chat_body(const std::string& body, const Tokenizer& tokenizer, 
   OpenAiCall call;
   const json* messages = f.raw("messages");
   if (!messages) throw validation_error("`messages` is required");
-  read_common(f, call, "max_completion_tokens", 256);
+  read_common(f, call, "max_completion_tokens", 256, body);
   call.chat_logprobs = f.boolean("logprobs").value_or(false);
   const auto top = f.integer("top_logprobs", 0, 10);
   if (top && !call.chat_logprobs) throw validation_error("`top_logprobs` needs `logprobs: true`");

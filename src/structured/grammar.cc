@@ -84,11 +84,14 @@ void Grammar::close(std::vector<int32_t>& set) {
     stack.push_back(s);
   };
   for (const int32_t s : set) visit(s);
+  uint64_t steps = set.size();
   while (!stack.empty()) {
     const int32_t s = stack.back();
     stack.pop_back();
+    steps += nfa_.state(s).epsilon.size();
     for (const int32_t t : nfa_.state(s).epsilon) visit(t);
   }
+  charge(steps + out.size());
   std::sort(out.begin(), out.end());
   set = std::move(out);
 }
@@ -100,6 +103,9 @@ int32_t Grammar::intern(std::vector<int32_t> set) {
   if (states_.size() >= kMaxDfaStates)
     throw GrammarError(concat(description_, " needs more than ", kMaxDfaStates,
                               " automaton states while decoding; simplify it (fewer bounded repetitions)"));
+  held_ += set.size();
+  if (held_ > kMaxHeldStates)
+    throw GrammarError(concat(description_, " is too large to determinise while decoding; simplify it"));
   DfaState d;
   d.accepting = std::binary_search(set.begin(), set.end(), nfa_.accept());
   d.nfa = set;
@@ -109,12 +115,23 @@ int32_t Grammar::intern(std::vector<int32_t> set) {
   return id;
 }
 
+void Grammar::charge(uint64_t steps) {
+  work_ += steps;
+  if (work_ > kMaxWork)
+    throw GrammarError(concat(description_, " takes too much work to follow while decoding; simplify it "
+                              "(fewer overlapping alternatives and repetitions)"));
+}
+
 void Grammar::expand(int32_t state) {
   std::array<std::vector<int32_t>, 256> targets;
+  uint64_t steps = 0;
   for (const int32_t s : states_[static_cast<size_t>(state)].nfa)
     for (const auto& e : nfa_.state(s).edges)
-      if (live_[static_cast<size_t>(e.to)])
+      if (live_[static_cast<size_t>(e.to)]) {
+        steps += static_cast<uint64_t>(e.hi - e.lo) + 1;
         for (int b = e.lo; b <= e.hi; ++b) targets[static_cast<size_t>(b)].push_back(e.to);
+      }
+  charge(steps);
   auto next = std::make_unique<std::array<int32_t, 256>>();
   for (size_t b = 0; b < 256; ++b) {
     // Neighbouring bytes often lead to the same set (ranges): reuse the last answer.

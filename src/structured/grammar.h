@@ -23,7 +23,12 @@ namespace flashneox {
 class Grammar {
  public:
   static constexpr int32_t kDead = -1;
+  // Bounds on what one grammar may cost while decoding (a hostile pattern
+  // must not stall the engine or exhaust memory): DFA states, NFA states
+  // held by them, and steps of determinisation work (about a second).
   static constexpr size_t kMaxDfaStates = 20'000;
+  static constexpr size_t kMaxHeldStates = 20'000'000;
+  static constexpr uint64_t kMaxWork = 400'000'000;
 
   // Throws GrammarError when no text at all matches (e.g. a required
   // property whose schema recurses forever).
@@ -62,12 +67,15 @@ class Grammar {
   void close(std::vector<int32_t>& set);  // epsilon closure over live states, sorted
   int32_t intern(std::vector<int32_t> set);
   void expand(int32_t state);
+  void charge(uint64_t steps);  // throws GrammarError past kMaxWork
 
   ByteNfa nfa_;
   std::string description_;
   std::vector<bool> live_;  // NFA states from which acceptance is reachable
   std::vector<uint32_t> mark_;  // close()'s visited marks, by stamp
   uint32_t stamp_ = 0;
+  size_t held_ = 0;    // sum of the DFA states' NFA sets
+  uint64_t work_ = 0;  // determinisation steps so far
   std::vector<DfaState> states_;
   std::unordered_map<std::vector<int32_t>, int32_t, SetHash> ids_;
   int32_t start_ = kDead;

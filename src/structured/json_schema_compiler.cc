@@ -67,7 +67,7 @@ class SchemaCompiler {
 
  private:
   [[noreturn]] static void fail(const std::string& path, const std::string& what) {
-    throw GrammarError(concat("JSON schema at ", path.empty() ? "#" : path, ": ", what));
+    throw GrammarError(concat("JSON schema at #", path, ": ", what));
   }
 
   Fragment ws() { return nfa_.optional(nfa_.literal(" ")); }
@@ -461,7 +461,7 @@ class SchemaCompiler {
       fail(path, concat("'$ref' to '", target, "' points at nothing"));
     }
     ++expansions;
-    Fragment f = value(*at, target);
+    Fragment f = value(*at, target.substr(1));
     --ref_depth_[target];
     return f;
   }
