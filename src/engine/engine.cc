@@ -289,16 +289,26 @@ void Engine::emit_token(Sequence& s, float* logits) {
          500, "error");
     return;
   }
-  const uint64_t* allowed = nullptr;
+  TokenChoice choice;
   if (s.params.grammar) {
+    Grammar& grammar = *s.params.grammar;
+    const Sampler::Constraint constraint{
+        [&](int32_t id) {  // EOS where the text is complete; text tokens that keep it alive
+          if (id == model_->config().eos_token_id) return grammar.accepting(s.grammar_state);
+          if (id >= tokenizer_->vocab_size() || tokenizer_->is_special(id)) return false;
+          const std::string& bytes = tokenizer_->token_bytes(id);
+          return !bytes.empty() && grammar.advance(s.grammar_state, bytes) != Grammar::kDead;
+        },
+        [&] { return grammar_mask(s); }};
     try {
-      allowed = grammar_mask(s);
-    } catch (const Error& e) {
+      choice = Sampler::choose(logits, vocab, s.params, s.counts, s.rng, &constraint);  // scratches the row
+    } catch (const Error& e) {  // the grammar's budgets (GrammarError), or no token fits
       fail(s, e.what(), 422, "error");
       return;
     }
+  } else {
+    choice = Sampler::choose(logits, vocab, s.params, s.counts, s.rng);  // scratches the row
   }
-  const TokenChoice choice = Sampler::choose(logits, vocab, s.params, s.counts, s.rng, allowed);  // scratches the row
   s.tokens.push_back(choice.id);
   s.counts.add(choice.id);
 

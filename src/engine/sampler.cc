@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 #include "core/isa_clones.h"
 
@@ -93,13 +94,14 @@ float Sampler::logprob_of(const float* logits, int32_t vocab, int32_t id) {
   return static_cast<float>(logits[id] - (max + std::log(sum)));
 }
 
-TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& p,
-                            const TokenCounts& history, std::mt19937_64& rng, const uint64_t* allowed) {
-  apply_penalties(logits, p, history);
-  constexpr float kOut = -std::numeric_limits<float>::infinity();
-  if (allowed)  // refused tokens: -inf, left out of every candidate list below
-    for (int32_t i = 0; i < vocab; ++i)
-      if (!((allowed[i / 64] >> (i % 64)) & 1)) logits[i] = kOut;
+namespace {
+
+constexpr float kOut = -std::numeric_limits<float>::infinity();
+
+// Chooses from penalised logits; `allowed` (a bitset, or null) leaves the
+// others out. The logprobs are under the distribution the choice was made from.
+TokenChoice pick(const float* logits, int32_t vocab, const SamplingParams& p, std::mt19937_64& rng,
+                 const uint64_t* allowed, bool greedy_logprob = true) {
   auto candidates = [&](auto score) {
     std::vector<Candidate> c;
     c.reserve(static_cast<size_t>(vocab));
@@ -110,9 +112,10 @@ TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& 
   TokenChoice choice;
   if (!p.sampling()) {  // greedy over the penalised scores
     const int32_t best = static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
+    choice.id = best;
+    if (!greedy_logprob && p.top_n_tokens == 0) return choice;
     const float max = logits[best];
     const double lse = max + std::log(static_cast<double>(sum_exp(logits, vocab, max)));
-    choice.id = best;
     choice.logprob = static_cast<float>(max - lse);
     if (p.top_n_tokens > 0) choice.top = top_n(candidates([](float l) { return l; }), p.top_n_tokens, lse);
     return choice;
@@ -178,6 +181,79 @@ TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& 
   choice.id = cands[pick].second;
   choice.logprob = static_cast<float>(cands[pick].first - lse);
   if (p.top_n_tokens > 0) choice.top = top_n(std::move(cands), p.top_n_tokens, lse);
+  return choice;
+}
+
+// log sum exp((l - max) / T) over every token (T = 1 when greedy): the log
+// normaliser of the distribution the sampler draws from, relative to max.
+double full_log_normaliser(const float* logits, int32_t vocab, const SamplingParams& p, float max) {
+  if (!p.sampling()) return std::log(static_cast<double>(sum_exp(logits, vocab, max)));
+  const double inv_t = 1.0 / p.temperature.value_or(1.0);
+  double sum = 0.0;
+  for (int32_t i = 0; i < vocab; ++i) sum += std::exp((static_cast<double>(logits[i]) - max) * inv_t);
+  return std::log(sum);
+}
+
+}  // namespace
+
+TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& p,
+                            const TokenCounts& history, std::mt19937_64& rng, const Constraint* constraint) {
+  apply_penalties(logits, p, history);
+  if (!constraint) return pick(logits, vocab, p, rng, nullptr);
+  // The model's own first choice, when it fits, is the constrained choice:
+  // exactly for greedy; for plain sampling too, since a draw from p that is
+  // kept when it fits and otherwise redrawn from p restricted to the tokens
+  // that fit is a draw from that restriction. Filters (top-k/p, typical-p)
+  // act on the restricted distribution, and alternatives come from it: those
+  // need the mask.
+  const bool first_choice_may_do = !p.top_k && !p.top_p && !p.typical_p && p.top_n_tokens == 0;
+  // Logprobs stay the model's (before the grammar), so a token's figure does
+  // not depend on which path chose it: `full` is that distribution's log
+  // normaliser over every token, on the sampler's scale ((l - max) / T).
+  const int32_t best = static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
+  const float max = logits[best];
+  const double temperature = p.sampling() ? p.temperature.value_or(1.0) : 1.0;
+  std::optional<double> full;
+  if (first_choice_may_do) {
+    if (!p.sampling()) {
+      full = std::log(static_cast<double>(sum_exp(logits, vocab, max)));
+      TokenChoice choice;
+      choice.id = best;
+      if (!constraint->fits(best)) {
+        // The best of the allowed, read off the mask's set bits (few, in
+        // most states): no pass that rewrites the row.
+        const uint64_t* allowed = constraint->allowed();
+        float top = kOut;
+        choice.id = -1;
+        for (int32_t w = 0; w * 64 < vocab; ++w)
+          for (uint64_t bits = allowed[w]; bits; bits &= bits - 1) {
+            const int32_t i = w * 64 + __builtin_ctzll(bits);
+            if (i < vocab && (choice.id < 0 || logits[i] > top)) top = logits[i], choice.id = i;
+          }
+      }
+      choice.logprob = static_cast<float>(logits[choice.id] - max - *full);
+      return choice;
+    } else {
+      TokenChoice first = pick(logits, vocab, p, rng, nullptr);
+      if (constraint->fits(first.id)) return first;
+      full = (static_cast<double>(logits[first.id]) - max) / temperature - first.logprob;  // no second pass
+    }
+  }
+  if (!full) full = full_log_normaliser(logits, vocab, p, max);
+  const uint64_t* allowed = constraint->allowed();
+  for (int32_t w = 0; w * 64 < vocab; ++w) {  // a word at a time: most are all-in or all-out
+    const uint64_t bits = allowed[w];
+    const int32_t end = std::min(vocab, (w + 1) * 64);
+    if (bits == ~uint64_t{0} && end - w * 64 == 64) continue;
+    for (int32_t i = w * 64; i < end; ++i)
+      if (!((bits >> (i - w * 64)) & 1)) logits[i] = kOut;
+  }
+  TokenChoice choice = pick(logits, vocab, p, rng, allowed, /*greedy_logprob=*/false);
+  auto model_logprob = [&](int32_t id) {
+    return static_cast<float>((static_cast<double>(logits[id]) - max) / temperature - *full);
+  };
+  choice.logprob = model_logprob(choice.id);
+  for (auto& [id, lp] : choice.top) lp = model_logprob(id);
   return choice;
 }
 

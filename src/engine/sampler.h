@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <unordered_map>
 #include <vector>
@@ -26,12 +27,19 @@ struct TokenCounts {
 
 class Sampler {
  public:
+  // Constrained decoding: which tokens may come next. fits() checks one
+  // token (cheap); allowed() gives them all as a bitset over the vocabulary,
+  // at least one set (costly the first time a grammar state is reached, so
+  // asked only when the model's own choice does not fit).
+  struct Constraint {
+    std::function<bool(int32_t)> fits;
+    std::function<const uint64_t*()> allowed;
+  };
   // `logits` is modified in place (scratch). rng is the request's stream.
-  // `allowed`, when given, is a bitset over the vocabulary (constrained
-  // decoding): only those tokens are candidates; at least one must be set.
+  // With a constraint, logprobs are still the model's (before the grammar).
   static TokenChoice choose(float* logits, int32_t vocab, const SamplingParams& params,
                             const TokenCounts& history, std::mt19937_64& rng,
-                            const uint64_t* allowed = nullptr);
+                            const Constraint* constraint = nullptr);
   // log-softmax of a logits row at one index (prompt log-probabilities).
   static float logprob_of(const float* logits, int32_t vocab, int32_t id);
 };

@@ -6,7 +6,7 @@
 // the engine's thread touches it.
 #pragma once
 
-#include <array>
+#include <bitset>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -39,7 +39,7 @@ class Grammar {
   static std::shared_ptr<Grammar> any_json_object();
 
   int32_t start() const { return start_; }
-  int32_t next(int32_t state, uint8_t byte);
+  int32_t next(int32_t state, uint8_t byte) { return row(state)[byte]; }
   int32_t advance(int32_t state, std::string_view bytes);  // kDead once any byte fails
   bool accepting(int32_t state) const { return states_[static_cast<size_t>(state)].accepting; }
   bool can_continue(int32_t state);  // some byte keeps the automaton alive
@@ -51,23 +51,38 @@ class Grammar {
 
   const std::string& description() const { return description_; }
   size_t dfa_states() const { return states_.size(); }
+  size_t masks_made() const { return masks_made_; }  // vocabulary walks so far
 
  private:
   struct DfaState {
     std::vector<int32_t> nfa;  // sorted epsilon-closed set
     bool accepting = false;
-    std::unique_ptr<std::array<int32_t, 256>> next;  // made on first use
-    std::vector<uint64_t> allowed;                   // empty until first asked
+    bool expanded = false;          // its row of next_ is filled
+    std::vector<uint64_t> allowed;  // empty until first asked
     bool allowed_ready = false;
+    // The bytes that all lead to one successor (a string's characters), as
+    // an index into byte_sets_ (-1: too few to matter, -2: not computed),
+    // and for how many bytes in a row such bytes keep the text alive.
+    int32_t uniform_set = -2;
+    int32_t uniform_next = kDead;
+    uint16_t uniform_run = 0;
+    bool run_known = false;
+    bool run_closed = false;  // past the run, those bytes are dead (a string's maxLength)
   };
   struct SetHash {
     size_t operator()(const std::vector<int32_t>& v) const;
   };
 
-  void close(std::vector<int32_t>& set);  // epsilon closure over live states, sorted
-  int32_t intern(std::vector<int32_t> set);
+  void close(const std::vector<int32_t>& set);  // epsilon closure over live states, sorted, into closed_
+  int32_t intern(const std::vector<int32_t>& set);
   void expand(int32_t state);
+  const int32_t* row(int32_t state) {  // the state's 256 transitions
+    if (!states_[static_cast<size_t>(state)].expanded) expand(state);
+    return next_.data() + static_cast<size_t>(state) * 256;
+  }
   void charge(uint64_t steps);  // throws GrammarError past kMaxWork
+  void classify(int32_t state);      // fills uniform_set and uniform_next
+  uint16_t uniform_run(int32_t state);  // fills uniform_run
 
   ByteNfa nfa_;
   std::string description_;
@@ -76,8 +91,19 @@ class Grammar {
   uint32_t stamp_ = 0;
   size_t held_ = 0;    // sum of the DFA states' NFA sets
   uint64_t work_ = 0;  // determinisation steps so far
+  size_t masks_made_ = 0;
   std::vector<DfaState> states_;
-  std::unordered_map<std::vector<int32_t>, int32_t, SetHash> ids_;
+  std::vector<int32_t> next_;  // 256 per DFA state, filled by expand()
+  std::vector<std::bitset<256>> byte_sets_;  // DfaState::uniform_set's
+  struct WalkEntry {
+    int32_t node, state;
+    bool on_chain;
+  };
+  std::vector<WalkEntry> walk_stack_;  // allowed_tokens()'s scratch
+  std::unordered_multimap<size_t, int32_t> ids_;  // SetHash of a state's set -> its id
+  // Scratch of expand() and close().
+  std::vector<ByteNfa::Edge> edges_;
+  std::vector<int32_t> targets_, closed_, close_stack_;
   int32_t start_ = kDead;
   const TokenTrie* trie_ = nullptr;
 };
