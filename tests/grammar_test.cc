@@ -107,6 +107,8 @@ TEST(JsonSchema, StringsFormatsReferencesAndAlternatives) {
   EXPECT_TRUE(g->matches(R"({"when": "2026-11-28", "id": "AB-12", "list": {"v": 1, "next": {"v": 2}}, "x": null})"));
   EXPECT_TRUE(g->matches(R"({"when":"2026-01-31","id":"ZZ-0","list":{"v":-3},"x":true,"q":"a\"b"})"));
   EXPECT_FALSE(g->matches(R"({"when":"2026-13-01","id":"AB-12","list":{"v":1},"x":null})"));
+  EXPECT_FALSE(g->matches(R"({"when":"3333-02-30","id":"AB-12","list":{"v":1},"x":null})"));  // no such day
+  EXPECT_FALSE(g->matches(R"({"when":"2026-04-31","id":"AB-12","list":{"v":1},"x":null})"));
   EXPECT_FALSE(g->matches(R"({"when":"2026-01-01","id":"ab-12","list":{"v":1},"x":null})"));
   EXPECT_FALSE(g->matches(R"({"when":"2026-01-01","id":"AB-1","list":{"v":1},"x":0})"));
   auto escapes = Grammar::from_json_schema({{"type", "string"}, {"minLength", 2}, {"maxLength", 2}});

@@ -1,9 +1,11 @@
 #include "server/grammar_params.h"
 
+#include <functional>
 #include <initializer_list>
 
 #include "server/api_error.h"
 #include "server/json_fields.h"
+#include "structured/grammar_cache.h"
 
 namespace flashneox {
 
@@ -27,10 +29,17 @@ std::string type_of(const json& obj, const std::string& field) {
   return obj["type"].get<std::string>();
 }
 
-template <typename Compile>
-std::shared_ptr<Grammar> compiled(const std::string& field, Compile compile) {
+// The server's grammars, by source: a schema sent again is decoded warm.
+// Each holds at most Grammar::kMaxCachedMasks masks (12 MB).
+GrammarCache& cache() {
+  static GrammarCache grammars(16);
+  return grammars;
+}
+
+std::shared_ptr<Grammar> compiled(const std::string& field, const std::string& key,
+                                  const std::function<std::shared_ptr<Grammar>()>& compile) {
   try {
-    return compile();
+    return cache().get(key, compile);
   } catch (const GrammarError& e) {
     throw validation_error(concat("`", field, "`: ", e.what()));
   }
@@ -39,7 +48,11 @@ std::shared_ptr<Grammar> compiled(const std::string& field, Compile compile) {
 std::shared_ptr<Grammar> schema_grammar(const json& schema, const std::string& field) {
   if (!schema.is_object() && !schema.is_boolean())
     throw validation_error(concat("`", field, "` must be a JSON schema (an object)"));
-  return compiled(field, [&] { return Grammar::from_json_schema(schema); });
+  return compiled(field, "schema\n" + schema.dump(), [&] { return Grammar::from_json_schema(schema); });
+}
+
+std::shared_ptr<Grammar> any_object(const std::string& field) {
+  return compiled(field, "object", [] { return Grammar::any_json_object(); });
 }
 
 }  // namespace
@@ -52,7 +65,7 @@ std::shared_ptr<Grammar> read_tgi_grammar(const json& value, const std::string& 
   const std::string value_field = field + ".value";
   if (type == "regex") {
     if (!v.is_string()) throw validation_error(concat("`", value_field, "` must be a string (a regular expression)"));
-    return compiled(value_field, [&] { return Grammar::from_regex(v.get<std::string>()); });
+    return compiled(value_field, "regex\n" + v.get<std::string>(), [&] { return Grammar::from_regex(v.get<std::string>()); });
   }
   if (type == "json") {
     if (v.is_string()) {  // TGI also takes the schema as JSON text
@@ -80,7 +93,7 @@ std::shared_ptr<Grammar> read_response_format(const json& value, const std::stri
   if (type == "json_object") {
     if (value.contains("json_schema")) throw validation_error(concat("`", field, ".json_schema` needs type \"json_schema\""));
     if (!value.contains("schema") || value["schema"].is_null())
-      return compiled(field, [] { return Grammar::any_json_object(); });
+      return any_object(field);
     return schema_grammar(value["schema"], field + ".schema");
   }
   if (type == "json_schema") {
@@ -93,7 +106,7 @@ std::shared_ptr<Grammar> read_response_format(const json& value, const std::stri
       throw validation_error(concat("`", inner, ".strict` must be a boolean"));
     if (js.contains("description") && !js["description"].is_string())
       throw validation_error(concat("`", inner, ".description` must be a string"));
-    if (!js.contains("schema")) return compiled(inner, [] { return Grammar::any_json_object(); });
+    if (!js.contains("schema")) return any_object(inner);
     return schema_grammar(js["schema"], inner + ".schema");
   }
   throw validation_error(

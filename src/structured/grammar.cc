@@ -322,10 +322,15 @@ const std::vector<uint64_t>& Grammar::allowed_tokens(int32_t state, const TokenT
     }
   }
   bits.pop_back();
+  ++masks_made_;
+  if (cached_masks_ >= kMaxCachedMasks) {  // memory bound: this one is not kept
+    uncached_mask_ = std::move(bits);
+    return uncached_mask_;
+  }
+  ++cached_masks_;
   DfaState& d = states_[static_cast<size_t>(state)];
   d.allowed = std::move(bits);
   d.allowed_ready = true;
-  ++masks_made_;
   return d.allowed;
 }
 

@@ -29,6 +29,7 @@ class Grammar {
   static constexpr size_t kMaxDfaStates = 20'000;
   static constexpr size_t kMaxHeldStates = 20'000'000;
   static constexpr uint64_t kMaxWork = 400'000'000;
+  static constexpr size_t kMaxCachedMasks = 2048;  // 12 MB for a 50k vocabulary; more are remade
 
   // Throws GrammarError when no text at all matches (e.g. a required
   // property whose schema recurses forever).
@@ -46,7 +47,8 @@ class Grammar {
   bool matches(std::string_view text);  // the whole text, from the start
 
   // Bits over trie.vocab(): the tokens whose bytes keep `state` alive.
-  // A grammar serves one vocabulary; another trie is an error.
+  // A grammar serves one vocabulary; another trie is an error. Valid until
+  // the next call.
   const std::vector<uint64_t>& allowed_tokens(int32_t state, const TokenTrie& trie);
 
   const std::string& description() const { return description_; }
@@ -91,7 +93,8 @@ class Grammar {
   uint32_t stamp_ = 0;
   size_t held_ = 0;    // sum of the DFA states' NFA sets
   uint64_t work_ = 0;  // determinisation steps so far
-  size_t masks_made_ = 0;
+  size_t masks_made_ = 0, cached_masks_ = 0;
+  std::vector<uint64_t> uncached_mask_;
   std::vector<DfaState> states_;
   std::vector<int32_t> next_;  // 256 per DFA state, filled by expand()
   std::vector<std::bitset<256>> byte_sets_;  // DfaState::uniform_set's

@@ -338,7 +338,11 @@ class SchemaCompiler {
   }
 
   static std::string format_regex(const std::string& format, const std::string& path) {
-    const std::string date = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])";
+    // Days that exist in every year of their month (29 February is left out):
+    // every output is a real date; years 1000-9999.
+    const std::string date =
+        "[1-9][0-9]{3}-(02-(0[1-9]|1[0-9]|2[0-8])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|"
+        "(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01]))";
     const std::string time = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])";
     if (format == "date") return date;
     if (format == "time") return time;
