@@ -7,6 +7,7 @@
 #include "server/generate_params.h"
 #include "server/grammar_params.h"
 #include "server/json_fields.h"
+#include "server/tool_calls.h"
 
 namespace flashneox {
 
@@ -52,7 +53,7 @@ void read_common(JsonFields& f, OpenAiCall& call, const char* max_tokens_field, 
 // The model's chat template when it has one; otherwise the default
 // (documented in the README): each message as a speaker's part in a play,
 // then the assistant's cue.
-std::string render_chat(const json& messages, const ModelChatTemplate& t) {
+std::string render_chat(const json& messages, const ModelChatTemplate& t, const json& tools) {
   if (!messages.is_array() || messages.empty()) throw validation_error("`messages` must be a non-empty list");
   std::string prompt;
   json normalized = json::array();
@@ -69,20 +70,34 @@ std::string render_chat(const json& messages, const ModelChatTemplate& t) {
           throw validation_error("message content parts must be {\"type\": \"text\", \"text\": ...}");
         content += part["text"].get<std::string>();
       }
-    } else if (!(m.contains("content") && m["content"].is_null())) {
+    } else if (!(m.contains("content") && m["content"].is_null()) && !m.contains("tool_calls")) {
       throw validation_error("every message needs a string `content`");
     }
-    normalized.push_back({{"role", m["role"]}, {"content", content}});
+    json message = {{"role", m["role"]}, {"content", content}};
+    // An assistant's earlier calls, and a tool's answer to one, as OpenAI sends them back.
+    if (m.contains("tool_calls")) {
+      if (!m["tool_calls"].is_array()) throw validation_error("a message's `tool_calls` must be a list");
+      message["tool_calls"] = m["tool_calls"];
+      for (const json& call : m["tool_calls"]) {
+        if (!content.empty()) content += '\n';
+        content += call.dump();
+      }
+    }
+    if (m.contains("tool_call_id")) message["tool_call_id"] = m["tool_call_id"];
+    normalized.push_back(message);
     std::string role = m["role"].get<std::string>();
     for (char& c : role) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     prompt += role + ":\n" + content + "\n\n";
   }
+  if (!tools.is_null()) prompt = "TOOLS:\n" + tools.dump() + "\n\n" + prompt;
   if (t.tmpl) {
     try {
-      return t.tmpl->render({{"messages", normalized},
-                             {"add_generation_prompt", true},
-                             {"bos_token", t.bos_token},
-                             {"eos_token", t.eos_token}});
+      json context = {{"messages", normalized},
+                      {"add_generation_prompt", true},
+                      {"bos_token", t.bos_token},
+                      {"eos_token", t.eos_token}};
+      if (!tools.is_null()) context["tools"] = tools;
+      return t.tmpl->render(context);
     } catch (const Error& e) {
       throw validation_error(e.what());
     }
@@ -131,11 +146,24 @@ OpenAiCall parse_chat_body(const std::string& body, const Tokenizer& tokenizer, 
   const auto top = f.integer("top_logprobs", 0, 10);
   if (top && !call.chat_logprobs) throw validation_error("`top_logprobs` needs `logprobs: true`");
   call.request.params.top_n_tokens = static_cast<int>(top.value_or(0));
-  if (f.raw("tools") || f.raw("tool_choice"))
-    throw validation_error("`tools` (function calling) is not supported by this server yet");
+  ToolSetup tools;
+  const bool has_tools = f.raw("tools") != nullptr, has_choice = f.raw("tool_choice") != nullptr;
+  if (has_tools || has_choice) {  // schemas are read in written order
+    const nlohmann::ordered_json ordered = parse_ordered_json_limited(body);
+    auto field = [&](const char* name) { return ordered.contains(name) ? &ordered[name] : nullptr; };
+    tools = read_tools(field("tools"), field("tool_choice"));
+    if (tools.grammar && call.request.params.grammar)
+      throw validation_error("give at most one of `response_format` and `tools` with a `tool_choice` other than \"none\"");
+    if (tools.grammar) {
+      call.request.params.grammar = tools.grammar;
+      call.tool_call = true;
+      call.tool_may_answer = tools.may_answer;
+    }
+  }
+  f.boolean("parallel_tool_calls");  // one call per response here: accepted either way (README)
   f.finish();
   validate_sampling(call.request.params);
-  call.prompt = render_chat(*messages, t);
+  call.prompt = render_chat(*messages, t, tools.tools_for_prompt);
   call.request.prompt = tokenize_prompt(tokenizer, call.prompt, std::nullopt);
   return call;
 }

@@ -19,6 +19,8 @@ struct OpenAiCall {
   bool echo = false;           // completions: the prompt comes back before the text
   int logprobs = -1;           // completions: -1 off, else alternatives per token (0..5)
   bool chat_logprobs = false;  // chat: logprobs true (top_logprobs in request.params.top_n_tokens)
+  bool tool_call = false;      // chat: the output is a tool call (tool_calls.h)
+  bool tool_may_answer = false;  // ... or, with tool_choice "auto", a plain answer
 };
 
 OpenAiCall parse_completions_body(const std::string& body, const Tokenizer& tokenizer);

@@ -8,6 +8,7 @@
 #include "server/http_util.h"
 #include "server/openai_params.h"
 #include "server/server.h"
+#include "server/tool_calls.h"
 
 namespace flashneox {
 
@@ -156,12 +157,22 @@ json chat_token_logprob(const GeneratedToken& t) {
 void chat_completions(Server& server, const HttpRequest& req, HttpResponse& res) {
   OpenAiCall call = parse_chat_body(req.body, server.engine().tokenizer(), server.chat_template());
   const bool logprobs = call.chat_logprobs;
+  const bool tool_call = call.tool_call, may_answer = call.tool_may_answer;
+  const std::string call_id = "call_" + std::to_string(g_next_id++);
   ChoiceShape shape{"chatcmpl-", "chat.completion", "chat.completion.chunk", nullptr, nullptr};
-  shape.whole = [logprobs](const Collected& c) {
-    json choice = {{"index", 0},
-                   {"message", {{"role", "assistant"}, {"content", c.final_event.generated_text}}},
-                   {"logprobs", nullptr},
-                   {"finish_reason", openai_finish_reason(c.final_event.finish_reason)}};
+  shape.whole = [logprobs, tool_call, may_answer, call_id](const Collected& c) {
+    json message = {{"role", "assistant"}, {"content", c.final_event.generated_text}};
+    std::string finish = openai_finish_reason(c.final_event.finish_reason);
+    if (tool_call) {
+      const ToolOutcome outcome = read_tool_output(c.final_event.generated_text, may_answer, call_id);
+      if (outcome.call) {
+        message = {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array({*outcome.call})}};
+        finish = "tool_calls";
+      } else {
+        message["content"] = outcome.content;
+      }
+    }
+    json choice = {{"index", 0}, {"message", message}, {"logprobs", nullptr}, {"finish_reason", finish}};
     if (logprobs) {
       json content = json::array();
       for (const GeneratedToken& t : c.tokens) content.push_back(chat_token_logprob(t));
@@ -170,7 +181,8 @@ void chat_completions(Server& server, const HttpRequest& req, HttpResponse& res)
     return choice;
   };
   auto started = std::make_shared<bool>(false);
-  shape.stream = [logprobs, started](const RequestEvent& e) {
+  auto tools = tool_call ? std::make_shared<ToolCallStreamer>(may_answer, call_id) : nullptr;
+  shape.stream = [logprobs, started, tools](const RequestEvent& e) {
     std::vector<json> out;
     auto choice = [](json delta, json finish) {
       return json({{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", finish}});
@@ -178,6 +190,18 @@ void chat_completions(Server& server, const HttpRequest& req, HttpResponse& res)
     if (!*started) {
       out.push_back(choice({{"role", "assistant"}, {"content", ""}}, nullptr));
       *started = true;
+    }
+    if (tools) {  // tool calls: deltas of the call, or a no_tool answer at the end
+      if (e.kind == RequestEvent::Kind::Token) {
+        if (!e.token.special)
+          for (json& delta : tools->push(e.token.text)) out.push_back(choice(std::move(delta), nullptr));
+        return out;
+      }
+      bool called = false;
+      for (json& delta : tools->finish(&called)) out.push_back(choice(std::move(delta), nullptr));
+      const bool complete = e.finish_reason != FinishReason::Length;
+      out.push_back(choice(json::object(), called && complete ? "tool_calls" : openai_finish_reason(e.finish_reason)));
+      return out;
     }
     if (e.kind == RequestEvent::Kind::Token) {
       if (e.token.special || e.token.text.empty()) return out;

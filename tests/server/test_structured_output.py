@@ -232,3 +232,108 @@ def test_refusals_name_the_problem(server):
     expect_422({"prompt": "x", "response_format": {"type": "json_object", "schema": {"allOf": [{}, {}]}}},
                "'allOf' with more than one", "/v1/completions")
     assert server.alive()
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                                   "unit": {"enum": ["celsius", "fahrenheit"]}},
+                   "required": ["city", "unit"]}}}
+DUEL = {"type": "function", "function": {
+    "name": "challenge", "parameters": {"type": "object", "properties": {"rival": {"type": "string", "maxLength": 12},
+                                                                        "paces": {"type": "integer", "minimum": 1,
+                                                                                  "maximum": 20}},
+                                        "required": ["rival", "paces"]}}}
+ASK = [{"role": "user", "content": "What is the weather in Verona?"}]
+
+
+def parameters_of(name):
+    return {t["function"]["name"]: t["function"]["parameters"] for t in (WEATHER, DUEL)}[name]
+
+
+def test_tool_calls_through_the_openai_client(server):
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    named = client.chat.completions.create(model="neox-shakespeare", messages=ASK, max_tokens=120, tools=[WEATHER, DUEL],
+                                           tool_choice={"type": "function", "function": {"name": "challenge"}})
+    choice = named.choices[0]
+    assert choice.finish_reason == "tool_calls", choice
+    assert choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.function.name == "challenge" and call.id.startswith("call_")
+    jsonschema.validate(json.loads(call.function.arguments), parameters_of("challenge"))
+
+    for seed in range(4):
+        required = client.chat.completions.create(model="neox-shakespeare", messages=ASK, max_tokens=120, seed=seed,
+                                                  temperature=1.0, tools=[WEATHER, DUEL], tool_choice="required")
+        [call] = required.choices[0].message.tool_calls
+        assert call.function.name in ("get_weather", "challenge")
+        jsonschema.validate(json.loads(call.function.arguments), parameters_of(call.function.name))
+
+    # "auto": a call, or a plain answer (TGI's no_tool); either way well formed.
+    kinds = set()
+    for seed in range(6):
+        auto = client.chat.completions.create(model="neox-shakespeare", messages=ASK, max_tokens=150, seed=seed,
+                                              temperature=1.0, tools=[WEATHER, DUEL])
+        c = auto.choices[0]
+        if c.message.tool_calls:
+            assert c.finish_reason == "tool_calls"
+            jsonschema.validate(json.loads(c.message.tool_calls[0].function.arguments),
+                                parameters_of(c.message.tool_calls[0].function.name))
+            kinds.add("call")
+        else:
+            assert c.finish_reason in ("stop", "length") and isinstance(c.message.content, str)
+            kinds.add("answer")
+    assert kinds
+
+    # "none": plain text, as without tools.
+    none = client.chat.completions.create(model="neox-shakespeare", messages=ASK, max_tokens=10, tools=[WEATHER],
+                                          tool_choice="none", temperature=0)
+    plain = client.chat.completions.create(model="neox-shakespeare", messages=ASK, max_tokens=10, temperature=0)
+    assert none.choices[0].message.tool_calls is None
+    assert none.choices[0].message.content != ""
+
+    # A second turn with the call and the tool's answer is accepted.
+    follow = client.chat.completions.create(model="neox-shakespeare", max_tokens=10, messages=ASK + [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 24 degrees"}])
+    assert follow.choices[0].message.content is not None
+    assert plain.choices[0].message.content
+
+
+def test_streamed_tool_calls_rebuild_the_whole_call(server):
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    kwargs = dict(model="neox-shakespeare", messages=ASK, max_tokens=120, seed=9, temperature=1.0,
+                  tools=[WEATHER, DUEL], tool_choice="required")
+    whole = client.chat.completions.create(**kwargs).choices[0].message.tool_calls[0]
+    name, arguments, finish, ids = None, "", None, set()
+    for chunk in client.chat.completions.create(stream=True, **kwargs):
+        delta = chunk.choices[0].delta
+        for tc in delta.tool_calls or []:
+            assert tc.index == 0
+            if tc.id:
+                ids.add(tc.id)
+            if tc.function and tc.function.name:
+                name = tc.function.name
+            if tc.function and tc.function.arguments:
+                arguments += tc.function.arguments
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls" and len(ids) == 1
+    assert name == whole.function.name
+    assert json.loads(arguments) == json.loads(whole.function.arguments)
+
+
+def test_tool_refusals(server):
+    def expect_422(body, says):
+        r = requests.post(server.url + "/v1/chat/completions", json={"messages": ASK, **body}, timeout=60)
+        assert r.status_code == 422, r.text
+        assert says in r.json()["error"]["message"] if isinstance(r.json()["error"], dict) else says in r.json()["error"]
+
+    expect_422({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+                "properties": {"a": {"not": {}}}}}}]}, "'not' is not supported")
+    expect_422({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "not in `tools`")
+    expect_422({"tools": [WEATHER, WEATHER]}, "appears twice")
+    expect_422({"tools": []}, "non-empty list")
+    expect_422({"tools": [{"type": "retrieval"}]}, "must be {")
+    expect_422({"tool_choice": "required"}, "needs `tools`")
+    expect_422({"tools": [WEATHER], "tool_choice": "sometimes"}, "`tool_choice` must be")
+    expect_422({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "at most one")
