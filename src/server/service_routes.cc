@@ -1,5 +1,7 @@
 // Service routes: GET /health, GET /info (LoRAX's fields), GET /metrics
-// (Prometheus text) and POST /tokenize (ids with text and byte offsets).
+// (Prometheus text), GET /openapi.json (api/openapi.h) and POST /tokenize
+// (ids with text and byte offsets).
+#include "server/api/openapi.h"
 #include "server/generate_params.h"
 #include "server/http_util.h"
 #include "server/server.h"
@@ -86,6 +88,7 @@ void install_service_routes(Router& router, Server& server) {
                      {"sha", nullptr},
                      {"docker_label", nullptr}});
   });
+  router.get("/openapi.json", [](const HttpRequest&, HttpResponse& res) { reply_json(res, openapi_document()); });
   router.get("/metrics", [&server](const HttpRequest&, HttpResponse& res) {
     res.content_type = "text/plain; version=0.0.4";
     res.body = render_metrics(server);
