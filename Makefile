@@ -3,7 +3,7 @@ BUILD ?= build
 SAN_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test test-venv test-wheel test-sanitize test-tsan test-aarch64 clean fuzz bench-tokenizer serve bench-peers soak
+.PHONY: deps build test test-venv test-wheel test-sanitize test-tsan test-aarch64 clean fuzz fuzz-api bench-tokenizer bench-grammar serve bench-peers soak
 
 deps:
 	@./scripts/install-deps.sh
@@ -97,6 +97,17 @@ SOAK_SECONDS ?= 600
 soak: build test-venv
 	$(TEST_VENV)/bin/python bench/soak.py --seconds $(SOAK_SECONDS) --connections 1000
 
+# schemathesis against a live server from GET /openapi.json, longer than the
+# run in `make test` (API_FUZZ_EXAMPLES examples per operation and phase).
+API_FUZZ_EXAMPLES ?= 300
+fuzz-api: build test-venv
+	@FLASHNEOX_API_FUZZ_EXAMPLES=$(API_FUZZ_EXAMPLES) FLASHNEOX_BINARY=$(CURDIR)/$(BUILD)/flashneox \
+	  $(TEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/server/test_openapi.py
+
+# What constrained decoding costs per token against a free decode step (bundled model).
+bench-grammar: build
+	./$(BUILD)/bench/grammar_bench models/neox-shakespeare 41
+
 # Serves the bundled model on http://127.0.0.1:8080 (playground at /).
 serve: build
 	./$(BUILD)/flashneox serve $(SERVE_ARGS)
@@ -106,7 +117,8 @@ clean:
 
 # Coverage-guided fuzzing (libFuzzer, clang) of every parser a user's bytes
 # reach: tokenizer, safetensors header and index, config.json, tokenizer.json,
-# request bodies of /generate and the OpenAI routes, chat templates.
+# request bodies of /generate and the OpenAI routes, chat templates, regular
+# expressions and JSON schemas (grammar_fuzz).
 # FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 20
 fuzz: deps
