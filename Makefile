@@ -64,7 +64,7 @@ TSAN_BUILD ?= build-tsan
 # TSan to see) and take minutes under it.
 TSAN_ENGINE_SKIP = Engine.BatchInvariant*:Engine.AdaptersStayBatchInvariant*
 TSAN_SERVER_TESTS = not playground and not slow_connections and not memory_stays_flat and not connection_limit \
-  and not sigterm_lets_short_requests
+  and not sigterm_lets_short_requests and not a_hundred_random_schemas and not schemathesis
 test-tsan: deps test-venv
 	@cmake -S . -B $(TSAN_BUILD) $(SAN_FLAGS) -DFLASHNEOX_TSAN=ON >/dev/null
 	@cmake --build $(TSAN_BUILD) -j $(JOBS) --target flashneox engine_test
@@ -102,7 +102,7 @@ soak: build test-venv
 API_FUZZ_EXAMPLES ?= 300
 fuzz-api: build test-venv
 	@FLASHNEOX_API_FUZZ_EXAMPLES=$(API_FUZZ_EXAMPLES) FLASHNEOX_BINARY=$(CURDIR)/$(BUILD)/flashneox \
-	  $(TEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/server/test_openapi.py
+	  $(TEST_VENV)/bin/python -m pytest -q -s -p no:cacheprovider tests/server/test_openapi.py
 
 # What constrained decoding costs per token against a free decode step (bundled model).
 bench-grammar: build
