@@ -112,8 +112,16 @@ ByteNfa::Fragment ByteNfa::repeat(const std::function<Fragment()>& make, int min
 
 ByteNfa::Fragment ByteNfa::utf8_char(const std::bitset<128>& ascii, bool non_ascii) {
   const int32_t start = add_state(), end = add_state();
-  for (int b = 0; b < 128; ++b)
-    if (ascii[static_cast<size_t>(b)]) add_edge(start, static_cast<uint8_t>(b), static_cast<uint8_t>(b), end);
+  for (int b = 0; b < 128;) {  // runs of ASCII as ranges: fewer edges to determinise
+    if (!ascii[static_cast<size_t>(b)]) {
+      ++b;
+      continue;
+    }
+    int e = b;
+    while (e + 1 < 128 && ascii[static_cast<size_t>(e + 1)]) ++e;
+    add_edge(start, static_cast<uint8_t>(b), static_cast<uint8_t>(e), end);
+    b = e + 1;
+  }
   if (!non_ascii) return {start, end};
   // Well-formed UTF-8 only (no overlongs, no surrogates, nothing past U+10FFFF).
   const int32_t tail1 = add_state(), tail2 = add_state(), tail3 = add_state();
