@@ -372,8 +372,8 @@ const uint64_t* Engine::grammar_mask(Sequence& s) {
   const std::vector<uint64_t>& allowed = grammar.allowed_tokens(s.grammar_state, *token_trie_);
   grammar_mask_.assign(allowed.begin(), allowed.end());
   const int32_t eos = model_->config().eos_token_id;
-  const uint64_t eos_bit = uint64_t{1} << (eos % 64);
   if (eos >= 0 && eos < vocab) {
+    const uint64_t eos_bit = uint64_t{1} << (eos % 64);
     if (grammar.accepting(s.grammar_state)) grammar_mask_[static_cast<size_t>(eos / 64)] |= eos_bit;
     else grammar_mask_[static_cast<size_t>(eos / 64)] &= ~eos_bit;
   }
