@@ -156,3 +156,29 @@ def test_lorax_client_with_a_local_adapter(make_server, tmp_path):
     streamed = "".join(r.token.text for r in client.generate_stream(
         "ROMEO:", adapter_id="mine", adapter_source="local", max_new_tokens=10) if not r.token.special)
     assert streamed == out.generated_text
+
+
+def test_structured_output_with_adapters(make_server, tmp_path):
+    # Constrained requests over two adapters and the base, in one batch: each valid.
+    import concurrent.futures
+    a = make_adapter(str(tmp_path / "a"), seed=21)
+    b = make_adapter(str(tmp_path / "b"), seed=22)
+    s = make_server("--adapter", f"a={a}", "--adapter", f"b={b}")
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 8},
+                                               "act": {"type": "integer", "minimum": 1, "maximum": 5}},
+              "required": ["name", "act"]}
+
+    def run(i):
+        params = {"grammar": {"type": "json", "value": schema}, "do_sample": True, "seed": i, "details": True}
+        if i % 3:
+            params["adapter_id"] = "ab"[i % 3 - 1]
+        return generate(s, "ROMEO:", 80, **params)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(run, range(6)))
+    for r in results:
+        assert r.status_code == 200, r.text
+        assert r.json()["details"]["finish_reason"] == "eos_token", r.json()
+        out = json.loads(r.json()["generated_text"])
+        assert set(out) == {"name", "act"} and 1 <= out["act"] <= 5 and len(out["name"]) <= 8
+    assert s.metric("flashneox_kv_cache_blocks_used") == 0
