@@ -287,7 +287,6 @@ class SchemaCompiler {
       options.push_back(nfa_.sequence({nfa_.literal("-"),
                                        non_negative(static_cast<uint64_t>(nlo), nhi ? std::optional<uint64_t>(static_cast<uint64_t>(*nhi)) : std::nullopt),
                                        fraction()}));
-    (void)path;
     return nfa_.alternatives(options);
   }
 
