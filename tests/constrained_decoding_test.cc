@@ -117,3 +117,29 @@ TEST(ConstrainedDecoding, ACutOffOutputEndsWithLength) {
 
 }  // namespace
 }  // namespace flashneox
+
+namespace flashneox {
+namespace {
+
+TEST(ConstrainedDecoding, AGrammarPastItsBudgetFailsAloneAndTheEngineGoesOn) {
+  // "An a, e or t 12 characters before the end": a DFA must remember which of
+  // the last 13 characters were which, so one vocabulary walk passes the budget.
+  auto engine = make_engine();
+  GenerationRequest r = request("ROMEO:", Grammar::from_regex("(.*a.{12}|.*e.{12}|.*t.{12})"), 60);
+  r.params.top_n_tokens = 1;  // alternatives need the mask: every step walks the vocabulary
+  auto hostile = engine->submit(std::move(r));
+  GenerationRequest plain;
+  plain.prompt = tokenizer()->encode("JULIET:");
+  plain.params.max_new_tokens = 10;
+  auto free_one = engine->submit(plain);
+  engine->run_until_idle();
+  const RequestEvent bad = final_event(*hostile);
+  ASSERT_EQ(bad.kind, RequestEvent::Kind::Failed);
+  EXPECT_EQ(bad.error_status, 422);
+  EXPECT_NE(bad.error.find("simplify it"), std::string::npos) << bad.error;
+  EXPECT_EQ(final_event(*free_one).kind, RequestEvent::Kind::Finished);
+  EXPECT_EQ(engine->stats().kv_blocks_used, 0);
+}
+
+}  // namespace
+}  // namespace flashneox

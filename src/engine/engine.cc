@@ -345,7 +345,16 @@ void Engine::emit_token(Sequence& s, float* logits) {
     finish(s, FinishReason::EosToken);
     return;
   }
-  if (p.grammar) s.grammar_state = p.grammar->advance(s.grammar_state, tokenizer_->token_bytes(choice.id));
+  bool complete = false;  // the grammar's text is whole and nothing may follow
+  if (p.grammar) {
+    try {  // the grammar's budgets hold here too (GrammarError)
+      s.grammar_state = p.grammar->advance(s.grammar_state, tokenizer_->token_bytes(choice.id));
+      complete = !p.grammar->can_continue(s.grammar_state);
+    } catch (const Error& e) {
+      fail(s, e.what(), 422, "error");
+      return;
+    }
+  }
   for (const std::string& stop : p.stop) {
     // Only where the new text could complete it: matches across token boundaries.
     const size_t from = s.text.size() > piece.size() + stop.size()
@@ -356,7 +365,7 @@ void Engine::emit_token(Sequence& s, float* logits) {
       return;
     }
   }
-  if (p.grammar && !p.grammar->can_continue(s.grammar_state)) {  // complete, nothing may follow
+  if (complete) {
     finish(s, FinishReason::EosToken);
     return;
   }
