@@ -1,7 +1,8 @@
 // Constrained decoding through the engine on the bundled model: every
 // output a grammar completes is in its language (greedy and sampled, every
 // filter), EOS comes only where the text is complete, a cut-off output says
-// `length`, and free requests batched with constrained ones keep their text.
+// `length`, free requests batched with constrained ones keep their text, and
+// a grammar past its budget fails alone.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -114,12 +115,6 @@ TEST(ConstrainedDecoding, ACutOffOutputEndsWithLength) {
   EXPECT_FALSE(e.generated_text.empty());
   EXPECT_EQ(e.generated_text.find_first_not_of('a'), std::string::npos) << e.generated_text;
 }
-
-}  // namespace
-}  // namespace flashneox
-
-namespace flashneox {
-namespace {
 
 TEST(ConstrainedDecoding, AGrammarPastItsBudgetFailsAloneAndTheEngineGoesOn) {
   // "An a, e or t 12 characters before the end": a DFA must remember which of
