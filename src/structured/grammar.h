@@ -2,8 +2,10 @@
 // lazily (a DFA state is made when decoding first reaches it) and, per DFA
 // state, the set of tokens whose bytes keep the automaton alive, found in one
 // walk of the vocabulary trie and cached (JSON revisits a few states often).
-// One thread uses a Grammar at a time: the HTTP thread builds it, then only
-// the engine's thread touches it.
+// One thread uses a Grammar at a time: an HTTP thread builds it, then only
+// the engine's thread touches it (requests sharing one from the server's
+// cache all step on that thread); start() alone, fixed at construction, may
+// be read from anywhere.
 #pragma once
 
 #include <bitset>
