@@ -59,12 +59,14 @@ test-sanitize: deps
 # ThreadSanitizer. One OpenMP thread: libgomp is not instrumented, and its
 # barriers would read as races. Any report fails the run.
 TSAN_BUILD ?= build-tsan
-# (Timing-bound cases are left out: under TSan one token takes ~10x as long.)
+# (Timing-bound cases are left out: under TSan one token takes ~10x as long.
+# Of structured output, the mixed batch: the rest is one thread's work.)
 # The long batch-invariance cases run on the calling thread only (nothing for
 # TSan to see) and take minutes under it.
 TSAN_ENGINE_SKIP = Engine.BatchInvariant*:Engine.AdaptersStayBatchInvariant*
 TSAN_SERVER_TESTS = not playground and not slow_connections and not memory_stays_flat and not connection_limit \
-  and not sigterm_lets_short_requests and not a_hundred_random_schemas and not schemathesis
+  and not sigterm_lets_short_requests and not schemathesis \
+  and (not test_structured_output or constrained_and_free)
 test-tsan: deps test-venv
 	@cmake -S . -B $(TSAN_BUILD) $(SAN_FLAGS) -DFLASHNEOX_TSAN=ON >/dev/null
 	@cmake --build $(TSAN_BUILD) -j $(JOBS) --target flashneox engine_test
