@@ -34,18 +34,22 @@ ByteNfa::Fragment ByteNfa::bytes(uint8_t lo, uint8_t hi) {
   return {start, end};
 }
 
-ByteNfa::Fragment ByteNfa::byte_set(const std::bitset<256>& set) {
-  const int32_t start = add_state(), end = add_state();
-  for (int b = 0; b < 256;) {
+void ByteNfa::add_edges(int32_t from, const std::bitset<256>& set, int32_t to) {
+  for (int b = 0; b < 256;) {  // runs of bytes as ranges: fewer edges to determinise
     if (!set[static_cast<size_t>(b)]) {
       ++b;
       continue;
     }
     int e = b;
     while (e + 1 < 256 && set[static_cast<size_t>(e + 1)]) ++e;
-    add_edge(start, static_cast<uint8_t>(b), static_cast<uint8_t>(e), end);
+    add_edge(from, static_cast<uint8_t>(b), static_cast<uint8_t>(e), to);
     b = e + 1;
   }
+}
+
+ByteNfa::Fragment ByteNfa::byte_set(const std::bitset<256>& set) {
+  const int32_t start = add_state(), end = add_state();
+  add_edges(start, set, end);
   return {start, end};
 }
 
@@ -112,16 +116,9 @@ ByteNfa::Fragment ByteNfa::repeat(const std::function<Fragment()>& make, int min
 
 ByteNfa::Fragment ByteNfa::utf8_char(const std::bitset<128>& ascii, bool non_ascii) {
   const int32_t start = add_state(), end = add_state();
-  for (int b = 0; b < 128;) {  // runs of ASCII as ranges: fewer edges to determinise
-    if (!ascii[static_cast<size_t>(b)]) {
-      ++b;
-      continue;
-    }
-    int e = b;
-    while (e + 1 < 128 && ascii[static_cast<size_t>(e + 1)]) ++e;
-    add_edge(start, static_cast<uint8_t>(b), static_cast<uint8_t>(e), end);
-    b = e + 1;
-  }
+  std::bitset<256> bytes;
+  for (size_t b = 0; b < 128; ++b) bytes[b] = ascii[b];
+  add_edges(start, bytes, end);
   if (!non_ascii) return {start, end};
   // Well-formed UTF-8 only (no overlongs, no surrogates, nothing past U+10FFFF).
   const int32_t tail1 = add_state(), tail2 = add_state(), tail3 = add_state();

@@ -39,6 +39,7 @@ class ByteNfa {
   int32_t add_state();
   void add_edge(int32_t from, uint8_t lo, uint8_t hi, int32_t to);
   void add_epsilon(int32_t from, int32_t to);
+  void add_edges(int32_t from, const std::bitset<256>& bytes, int32_t to);  // one edge per run of bytes
 
   // Building blocks; each returns a new fragment.
   Fragment empty();
