@@ -337,3 +337,11 @@ def test_tool_refusals(server):
     expect_422({"tool_choice": "required"}, "needs `tools`")
     expect_422({"tools": [WEATHER], "tool_choice": "sometimes"}, "`tool_choice` must be")
     expect_422({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "at most one")
+
+
+def test_stop_sequences_still_end_constrained_outputs(server):
+    r = generate(server, {"inputs": "ROMEO:", "parameters": {
+        "max_new_tokens": 50, "details": True, "stop": ["abab"], "grammar": {"type": "regex", "value": "(ab){3,}c"}}})
+    assert r.status_code == 200, r.text
+    assert r.json()["details"]["finish_reason"] == "stop_sequence", r.json()
+    assert r.json()["generated_text"].startswith("abab"), r.json()
