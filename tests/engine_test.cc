@@ -191,6 +191,138 @@ TEST(Engine, GreedyMatchesTheBundledReference) {
   EXPECT_EQ(out.final_event.generated_tokens, 48);
 }
 
+// The first `count` tokens of Tiny Shakespeare.
+std::vector<int32_t> shakespeare_tokens(size_t count) {
+  std::ifstream in(testing::test_data("tinyshakespeare.txt"));
+  std::string text(20000, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  std::vector<int32_t> ids = shakespeare_tokenizer()->encode(text);
+  if (ids.size() < count) throw Error("tinyshakespeare.txt is too short for this test");
+  ids.resize(count);
+  return ids;
+}
+
+GenerationRequest with_question(const std::vector<int32_t>& prefix, const char* question) {
+  GenerationRequest r;
+  r.prompt = prefix;
+  for (int32_t id : shakespeare_tokenizer()->encode(question)) r.prompt.push_back(id);
+  r.params.max_new_tokens = 12;
+  r.params.ignore_eos_token = true;
+  r.params.top_n_tokens = 3;
+  return r;
+}
+
+// Token ids equal, log-probabilities (chosen and top 3) within `tolerance`.
+void expect_same_outcome(RequestHandle& got_handle, RequestHandle& want_handle, float tolerance) {
+  std::vector<RequestEvent> got, want;
+  for (auto [handle, out] : {std::pair{&got_handle, &got}, std::pair{&want_handle, &want}}) {
+    RequestEvent e;
+    while (handle->next(e, std::chrono::milliseconds(0)))
+      if (e.kind == RequestEvent::Kind::Token) out->push_back(e);
+  }
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].token.id, want[i].token.id) << "token " << i;
+    EXPECT_NEAR(*got[i].token.logprob, *want[i].token.logprob, tolerance) << "token " << i;
+    ASSERT_EQ(got[i].token.top_tokens.size(), want[i].token.top_tokens.size());
+    for (size_t k = 0; k < got[i].token.top_tokens.size(); ++k) {
+      EXPECT_EQ(got[i].token.top_tokens[k].id, want[i].token.top_tokens[k].id);
+      EXPECT_NEAR(*got[i].token.top_tokens[k].logprob, *want[i].token.top_tokens[k].logprob, tolerance);
+    }
+  }
+}
+
+// A request whose first 1,000 tokens another request computed prefills only
+// what follows them, and says what a cold run says.
+TEST(Engine, PrefixCacheSkipsASharedPrefixAndKeepsTheLogits) {
+  const std::vector<int32_t> prefix = shakespeare_tokens(1000);
+  const GenerationRequest first = with_question(prefix, "\n\nROMEO:");
+  const GenerationRequest second = with_question(prefix, "\n\nJULIET:\nO Romeo");
+  EngineOptions options;
+  options.max_total_tokens = 1100;
+  options.prefix_caching = false;
+  auto cold = make_engine(options);
+  auto want = cold->submit(second);
+  cold->run_until_idle();
+  EXPECT_EQ(cold->metrics().prefix_hit_tokens(), 0u);
+
+  options.prefix_caching = true;
+  auto warm = make_engine(options);
+  auto a = warm->submit(first);
+  warm->run_until_idle();
+  EXPECT_EQ(warm->metrics().prefix_hit_tokens(), 0u);
+  EXPECT_GT(warm->stats().kv_blocks_cached, 0);
+  auto got = warm->submit(second);
+  warm->run_until_idle();
+  // Every whole block of the shared 1,000 tokens (and of "\n\n", the same in both).
+  const int block = options.block_size;
+  size_t common = 0;
+  while (common < first.prompt.size() && first.prompt[common] == second.prompt[common]) ++common;
+  EXPECT_GE(common, 1000u);
+  EXPECT_EQ(warm->metrics().prefix_hit_tokens(), common / block * block);
+  EXPECT_EQ(warm->metrics().prefix_lookup_tokens(), first.prompt.size() + second.prompt.size());
+  expect_same_outcome(*got, *want, 1e-5f);
+  EXPECT_EQ(warm->stats().kv_blocks_used, 0);
+}
+
+// A cache of 40 blocks of 4 tokens, far too small to keep every prompt: old
+// prefixes are evicted and outputs stay exactly what they are without caching.
+TEST(Engine, PrefixCacheEvictsUnderATinyCacheAndStaysExact) {
+  EngineOptions tight = tight_options();
+  tight.prefix_caching = false;
+  auto plain = make_engine(tight);
+  tight.prefix_caching = true;
+  auto cached = make_engine(tight);
+  const auto requests = mixed_requests();
+  for (int round = 0; round < 2; ++round) {
+    for (const GenerationRequest& r : requests) {
+      auto want = plain->submit(r);
+      plain->run_until_idle();
+      auto got = cached->submit(r);
+      cached->run_until_idle();
+      expect_same_outcome(*got, *want, 0.0f);
+    }
+  }
+  EXPECT_GT(cached->metrics().prefix_hit_tokens(), 0u);
+  EXPECT_EQ(cached->stats().kv_blocks_used, 0);
+  EXPECT_EQ(cached->stats().kv_blocks_free, cached->stats().kv_blocks_total);
+}
+
+// Two requests share a prefix; one is cancelled mid-generation, another is
+// preempted and recomputed: the survivor's blocks stay intact (every output
+// as alone) and every block comes back.
+TEST(Engine, CancellationAndPreemptionNeverFreeASharedBlock) {
+  const std::vector<int32_t> prefix = shakespeare_tokens(40);
+  std::vector<GenerationRequest> requests;
+  for (const char* q : {"\nROMEO:", "\nJULIET:", "\nMENENIUS:", "\nKING RICHARD III:"}) {
+    requests.push_back(with_question(prefix, q));
+    requests.back().params.max_new_tokens = 16;
+  }
+  std::vector<std::shared_ptr<RequestHandle>> alone;
+  EngineOptions options = tight_options();  // 4-token blocks
+  const ModelConfig c = ModelConfig::from_file(testing::bundled_model() + "/config.json");
+  options.kv_cache_bytes = KvCache::block_bytes(c.num_layers, 4, c.num_heads, c.head_size) * 20;
+  for (const auto& r : requests) {
+    options.prefix_caching = false;
+    auto e = make_engine(options);
+    alone.push_back(e->submit(r));
+    e->run_until_idle();
+  }
+  options.prefix_caching = true;
+  auto engine = make_engine(options);
+  auto doomed = engine->submit(requests[0]);
+  std::vector<std::shared_ptr<RequestHandle>> together;
+  for (size_t i = 1; i < requests.size(); ++i) together.push_back(engine->submit(requests[i]));
+  for (int i = 0; i < 6; ++i) engine->step();
+  doomed->cancel();
+  engine->run_until_idle();
+  for (size_t i = 1; i < requests.size(); ++i) expect_same_outcome(*together[i - 1], *alone[i], 0.0f);
+  EXPECT_GT(engine->metrics().prefix_hit_tokens(), 0u);
+  EXPECT_GT(engine->metrics().requests_by_outcome().count("preempted"), 0u);
+  EXPECT_EQ(engine->stats().kv_blocks_free, engine->stats().kv_blocks_total);
+}
+
 TEST(Engine, CancellationReturnsEveryBlock) {
   auto engine = make_engine();
   const int total = engine->stats().kv_blocks_total;

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "cache/block_manager.h"
 #include "cache/kv_cache.h"
 #include "core/error.h"
 #include "model/sequence_batch.h"
@@ -32,6 +33,87 @@ TEST(SequenceBatch, SlotsFollowTheBlockTable) {
   EXPECT_EQ(b.position_ids[2], 5);
   EXPECT_EQ(b.lm_head_indices.size(), 3u);
   EXPECT_THROW(make_batch({{ids.data(), 3, 6, &blocks, true}}, 4, true), Error);
+}
+
+// Prefix caching: whole computed blocks are shared, reference-counted, kept
+// after release and evicted oldest first only when nothing else is free.
+TEST(BlockManager, SharesPublishedWholeBlocksOnly) {
+  BlockManager m(8, 4, /*prefix_caching=*/true);
+  const std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  std::vector<int32_t> a;
+  PrefixKeys ka;
+  EXPECT_EQ(m.share_prefix(a, tokens, 9, ka), 0);  // nothing cached yet
+  ASSERT_TRUE(m.reserve(a, 10));
+  EXPECT_EQ(a.size(), 3u);
+  m.publish(a, tokens, 10, ka);  // blocks 0 and 1 are whole; the third holds 2 of 4 tokens
+  EXPECT_EQ(ka.published, 2);
+
+  std::vector<int32_t> b;
+  PrefixKeys kb;
+  EXPECT_EQ(m.share_prefix(b, tokens, 9, kb), 8);
+  EXPECT_EQ(b, std::vector<int32_t>(a.begin(), a.begin() + 2));
+  EXPECT_EQ(m.used_blocks(), 3);  // shared, not copied
+
+  // A limit inside the second block shares only the first; another adapter nothing.
+  std::vector<int32_t> c, d;
+  PrefixKeys kc, kd;
+  kd.salt = 7;
+  EXPECT_EQ(m.share_prefix(c, tokens, 7, kc), 4);
+  EXPECT_EQ(m.share_prefix(d, tokens, 9, kd), 0);
+  // A different token in block 1 stops the match there.
+  std::vector<int32_t> other = tokens;
+  other[5] = 99;
+  std::vector<int32_t> e;
+  PrefixKeys ke;
+  EXPECT_EQ(m.share_prefix(e, other, 9, ke), 4);
+
+  m.release(a);
+  EXPECT_EQ(m.used_blocks(), 2);  // b and c, e still hold blocks 0 and 1
+  for (auto* t : {&b, &c, &e}) m.release(*t);
+  EXPECT_EQ(m.used_blocks(), 0);
+  EXPECT_EQ(m.cached_blocks(), 2);
+  EXPECT_EQ(m.free_blocks(), 8);
+  EXPECT_THROW(m.release(a = {0}), Error);  // a block nobody holds
+}
+
+TEST(BlockManager, EvictsTheLeastRecentlyReleasedAndNeverAHeldBlock) {
+  BlockManager m(4, 2, /*prefix_caching=*/true);
+  const std::vector<int32_t> first = {1, 2, 3, 4, 5}, second = {6, 7, 8, 9, 10};
+  std::vector<int32_t> a, b;
+  PrefixKeys ka, kb;
+  ASSERT_TRUE(m.reserve(a, 4));
+  m.publish(a, first, 4, ka);
+  ASSERT_TRUE(m.reserve(b, 4));
+  m.publish(b, second, 4, kb);
+  m.release(a);  // released first: evicted first, its last block before its first
+  m.release(b);
+  EXPECT_EQ(m.cached_blocks(), 4);
+
+  std::vector<int32_t> held;
+  PrefixKeys kh;
+  EXPECT_EQ(m.share_prefix(held, second, 4, kh), 4);  // the second prompt is in use again
+  std::vector<int32_t> fresh;
+  EXPECT_TRUE(m.reserve(fresh, 4));   // takes the two blocks of `first`
+  EXPECT_FALSE(m.reserve(fresh, 6));  // the held blocks are not for taking
+  std::vector<int32_t> again;
+  PrefixKeys k1, k2;  // keys belong to one token sequence
+  EXPECT_EQ(m.share_prefix(again, first, 4, k1), 0);   // forgotten
+  EXPECT_EQ(m.share_prefix(again, second, 4, k2), 4);  // still there
+  for (auto* t : {&held, &fresh, &again}) m.release(*t);
+  EXPECT_EQ(m.free_blocks(), 4);
+}
+
+TEST(BlockManager, WithoutPrefixCachingNothingIsShared) {
+  BlockManager m(4, 2);
+  const std::vector<int32_t> tokens = {1, 2, 3, 4, 5};
+  std::vector<int32_t> a, b;
+  PrefixKeys ka, kb;
+  ASSERT_TRUE(m.reserve(a, 5));
+  m.publish(a, tokens, 5, ka);
+  m.release(a);
+  EXPECT_EQ(m.share_prefix(b, tokens, 5, kb), 0);
+  EXPECT_EQ(m.cached_blocks(), 0);
+  EXPECT_EQ(m.free_blocks(), 4);
 }
 
 }  // namespace

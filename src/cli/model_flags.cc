@@ -45,7 +45,9 @@ Flags engine_flags() {
                {"--max-batch-total-tokens", "N", "the cache's capacity", "tokens the running batch may reach"},
                {"--max-concurrent-requests", "N", "128", "requests waiting or running; more are refused (429)"},
                {"--max-batch-size", "N", "256", "sequences in the running batch"},
-               {"--max-active-adapters", "N", "128", "distinct LoRA adapters in the running batch"}};
+               {"--max-active-adapters", "N", "128", "distinct LoRA adapters in the running batch"},
+               {"--no-prefix-caching", "", "", "recompute every prompt (by default whole blocks of K/V computed before "
+                "for the same leading tokens and adapter are reused)"}};
 }
 
 Flags sampling_flags() {
@@ -130,6 +132,7 @@ EngineOptions engine_options_from_flags(const Args& args) {
   o.max_concurrent_requests = args.get_int("--max-concurrent-requests", o.max_concurrent_requests);
   o.max_batch_size = args.get_int("--max-batch-size", o.max_batch_size);
   o.max_active_adapters = args.get_int("--max-active-adapters", o.max_active_adapters);
+  o.prefix_caching = !args.has("--no-prefix-caching");
   return o;
 }
 

@@ -20,6 +20,7 @@ struct Engine::Sequence {
   int prompt_len = 0;
   int computed = 0;             // tokens whose K/V are in the cache
   std::vector<int32_t> blocks;
+  PrefixKeys prefix;            // its blocks' keys in the prefix cache
   std::shared_ptr<const LoraAdapter> adapter;  // null: the base model
   std::optional<uint64_t> seed;
   std::mt19937_64 rng;          // the request's own stream: batch-independent
@@ -74,7 +75,7 @@ Engine::Engine(std::shared_ptr<GptNeoxModel> model, std::shared_ptr<const Tokeni
   if (o.max_batch_total_tokens < o.max_total_tokens)
     throw Error("max_batch_total_tokens must be at least max_total_tokens");
   cache_ = model_->make_cache(num_blocks, o.block_size, o.kv_cache_dtype);
-  blocks_ = std::make_unique<BlockManager>(num_blocks, o.block_size);
+  blocks_ = std::make_unique<BlockManager>(num_blocks, o.block_size, o.prefix_caching);
 }
 
 Engine::~Engine() { stop(); }
@@ -106,6 +107,7 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request) {
   auto seq = std::make_unique<Sequence>();
   seq->params = p;
   seq->adapter = std::move(request.adapter);
+  if (seq->adapter) seq->prefix.salt = seq->adapter->uid;
   seq->prompt_len = prompt_len;
   seq->tokens = std::move(request.prompt);
   for (int32_t id : seq->tokens) seq->counts.add(id);
@@ -170,6 +172,7 @@ void Engine::preempt(std::list<std::unique_ptr<Sequence>>::iterator it) {
   running_.erase(it);
   blocks_->release(seq->blocks);
   seq->computed = 0;
+  seq->prefix.published = 0;
   metrics_.count_request("preempted");
   waiting_.push_front(std::move(seq));
 }
@@ -219,8 +222,19 @@ std::vector<Engine::Planned> Engine::plan() {
         static_cast<int>(active.size()) >= options_.max_active_adapters)
       break;
     if (!running_.empty() && batch_tokens + potential_tokens(s) > options_.max_batch_total_tokens) break;
-    const int count = std::min(static_cast<int>(s.tokens.size()), budget);
-    if (!blocks_->reserve(s.blocks, count)) break;  // wait for blocks: nobody jumps the queue
+    const bool keep_all = s.params.decoder_input_details && !s.prefill_scored;
+    const int total = static_cast<int>(s.tokens.size());
+    // Cached blocks first; at least the last token is computed here, for its
+    // logits (and prompt log-probabilities need every row computed).
+    s.computed = blocks_->share_prefix(s.blocks, s.tokens, keep_all ? 0 : total - 1, s.prefix);
+    const int count = std::min(total - s.computed, budget);
+    if (!blocks_->reserve(s.blocks, s.computed + count)) {  // wait for blocks: nobody jumps the queue
+      blocks_->release(s.blocks);
+      s.computed = 0;
+      s.prefix.published = 0;
+      break;
+    }
+    if (blocks_->prefix_caching()) metrics_.count_prefix_lookup(static_cast<uint64_t>(total), static_cast<uint64_t>(s.computed));
     if (!s.started) {
       s.started = true;
       s.started_at = Clock::now();
@@ -230,7 +244,7 @@ std::vector<Engine::Planned> Engine::plan() {
     if (s.adapter) active.insert(s.adapter.get());
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
-    work.push_back({&s, count, s.params.decoder_input_details && !s.prefill_scored});
+    work.push_back({&s, count, keep_all});
   }
   return work;
 }
@@ -260,6 +274,7 @@ void Engine::run(std::vector<Planned>& work) {
     }
     const int rows = w.keep_all ? w.count : 1;
     s.computed += w.count;
+    blocks_->publish(s.blocks, s.tokens, s.computed, s.prefix);  // K/V written: others may share them
     if (s.computed >= s.prompt_len) s.prefill_scored = true;
     if (s.computed == static_cast<int>(s.tokens.size()))
       emit_token(s, out.logits.data() + (row + rows - 1) * vocab);
@@ -519,6 +534,7 @@ EngineStats Engine::stats() const {
   s.kv_blocks_total = blocks_->num_blocks();
   s.kv_blocks_free = blocks_->free_blocks_snapshot();  // exact once a request's final event is out
   s.kv_blocks_used = s.kv_blocks_total - s.kv_blocks_free;
+  s.kv_blocks_cached = blocks_->cached_blocks_snapshot();
   return s;
 }
 

@@ -3,7 +3,9 @@
 // served) within the limits, prefills them in chunks, decodes every running
 // sequence in the same forward, samples, streams tokens out and retires
 // finished sequences at once. When blocks run out, the most recently admitted
-// sequence is preempted (its blocks freed, recomputed later).
+// sequence is preempted (its blocks freed, recomputed later). Whole blocks
+// of computed tokens are kept for later requests that start the same way
+// (prefix caching, cache/block_manager.h).
 #pragma once
 
 #include <atomic>
@@ -38,6 +40,9 @@ struct EngineOptions {
   int max_concurrent_requests = 128;  // waiting + running; more are refused
   int max_batch_size = 256;         // running sequences
   int max_active_adapters = 128;    // distinct LoRA adapters in the running batch
+  // Reuse the K/V of whole blocks of prompt (and earlier output) another
+  // request computed: a shared system prompt or chat history is prefilled once.
+  bool prefix_caching = true;
 };
 
 // Refusal because the engine is full (HTTP 429), distinct from bad input.
@@ -57,7 +62,8 @@ struct EngineStats {
   int running = 0;
   int kv_blocks_total = 0;
   int kv_blocks_used = 0;
-  int kv_blocks_free = 0;
+  int kv_blocks_free = 0;    // never used, or holding a cached prefix nobody uses
+  int kv_blocks_cached = 0;  // of the free ones, those holding a cached prefix
 };
 
 class Engine {

@@ -53,6 +53,22 @@ void EngineMetrics::count_tokens(uint64_t generated, uint64_t prompt) {
   prompt_tokens_ += prompt;
 }
 
+void EngineMetrics::count_prefix_lookup(uint64_t prompt, uint64_t hit) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  prefix_lookup_tokens_ += prompt;
+  prefix_hit_tokens_ += hit;
+}
+
+uint64_t EngineMetrics::prefix_lookup_tokens() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return prefix_lookup_tokens_;
+}
+
+uint64_t EngineMetrics::prefix_hit_tokens() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return prefix_hit_tokens_;
+}
+
 std::map<std::string, uint64_t> EngineMetrics::requests_by_outcome() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return requests_;

@@ -35,14 +35,19 @@ struct EngineMetrics {
 
   void count_request(const std::string& outcome, uint64_t n = 1);
   void count_tokens(uint64_t generated, uint64_t prompt);
+  // A request admitted with `prompt` tokens, `hit` of them found in the prefix cache.
+  void count_prefix_lookup(uint64_t prompt, uint64_t hit);
   std::map<std::string, uint64_t> requests_by_outcome() const;
   uint64_t generated_tokens() const;
   uint64_t prompt_tokens() const;
+  uint64_t prefix_lookup_tokens() const;
+  uint64_t prefix_hit_tokens() const;
 
  private:
   mutable std::mutex mutex_;
   std::map<std::string, uint64_t> requests_;
   uint64_t generated_tokens_ = 0, prompt_tokens_ = 0;
+  uint64_t prefix_lookup_tokens_ = 0, prefix_hit_tokens_ = 0;
 };
 
 }  // namespace flashneox

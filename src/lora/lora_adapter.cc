@@ -2,6 +2,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "lora/lora_adapter.h"
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -14,6 +15,11 @@
 #include "io/checkpoint.h"
 
 namespace flashneox {
+
+uint64_t new_adapter_uid() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
 
 using nlohmann::json;
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,7 +44,12 @@ struct LoraWeights {
 // f32 base (exact), f16 otherwise.
 DType lora_dtype_for(DType base);
 
+// A number no other adapter made by this process has: what the prefix cache
+// keys an adapter's K/V by (a name can be evicted and loaded again from new files).
+uint64_t new_adapter_uid();
+
 struct LoraAdapter {
+  uint64_t uid = new_adapter_uid();
   std::string name;
   std::string dir;
   // [layer][module]: empty where the adapter does not touch that projection.

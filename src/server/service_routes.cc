@@ -36,7 +36,8 @@ std::string render_metrics(Server& server) {
   gauge("flashneox_batch_current_size", "Sequences in the running batch.", s.running);
   gauge("flashneox_kv_cache_blocks_total", "KV-cache blocks.", s.kv_blocks_total);
   gauge("flashneox_kv_cache_blocks_used", "KV-cache blocks in use.", s.kv_blocks_used);
-  gauge("flashneox_kv_cache_blocks_free", "KV-cache blocks free.", s.kv_blocks_free);
+  gauge("flashneox_kv_cache_blocks_free", "KV-cache blocks free (cached prefixes included).", s.kv_blocks_free);
+  gauge("flashneox_kv_cache_blocks_cached", "Free KV-cache blocks that hold a reusable prefix.", s.kv_blocks_cached);
   m.time_to_first_token.render("flashneox_time_to_first_token_seconds", "Time from arrival to the first token.", out);
   m.inter_token_latency.render("flashneox_inter_token_latency_seconds", "Time between consecutive tokens.", out);
   m.end_to_end_latency.render("flashneox_request_duration_seconds", "Time from arrival to the last token.", out);
@@ -48,6 +49,14 @@ std::string render_metrics(Server& server) {
     out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " +
            std::to_string(value) + "\n";
   };
+  const double looked_up = static_cast<double>(m.prefix_lookup_tokens());
+  const double hits = static_cast<double>(m.prefix_hit_tokens());
+  counter("flashneox_prefix_cache_lookup_tokens_total", "Tokens of admitted sequences looked up in the prefix cache.",
+          looked_up);
+  counter("flashneox_prefix_cache_hit_tokens_total", "Of those, tokens whose K/V were found there (not recomputed).",
+          hits);
+  gauge("flashneox_prefix_cache_hit_rate", "Hit tokens over looked-up tokens so far.",
+        looked_up > 0 ? hits / looked_up : 0.0);
   counter("flashneox_adapter_loads_total", "Adapter loads.", static_cast<double>(a.loads));
   counter("flashneox_adapter_load_failures_total", "Adapter loads that failed.", static_cast<double>(a.failures));
   counter("flashneox_adapter_evictions_total", "Adapters evicted to stay within --adapter-memory.",
@@ -79,6 +88,7 @@ void install_service_routes(Router& router, Server& server) {
                      {"max_batch_size", o.max_batch_size},
                      {"block_size", o.block_size},
                      {"max_active_adapters", o.max_active_adapters},
+                     {"prefix_caching", o.prefix_caching},
                      {"adapters_loaded", server.adapters().stats().loaded},
                      {"kv_cache_bytes", e.kv_cache_bytes()},
                      {"waiting_served_ratio", 1.2},
