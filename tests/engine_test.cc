@@ -266,6 +266,28 @@ TEST(Engine, PrefixCacheSkipsASharedPrefixAndKeepsTheLogits) {
   EXPECT_EQ(warm->stats().kv_blocks_used, 0);
 }
 
+// Eight requests with one 200-token prefix arrive at once: the first computes
+// it, the others wait a step and share it, and each says what it says alone.
+TEST(Engine, ABurstWithOnePrefixComputesItOnce) {
+  const std::vector<int32_t> prefix = shakespeare_tokens(200);
+  const char* questions[] = {"\nA:", "\nB:", "\nC:", "\nD:", "\nE:", "\nF:", "\nG:", "\nH:"};
+  EngineOptions options;
+  options.max_total_tokens = 300;
+  options.prefix_caching = false;
+  auto plain = make_engine(options);
+  options.prefix_caching = true;
+  auto cached = make_engine(options);
+  std::vector<std::shared_ptr<RequestHandle>> want, got;
+  for (const char* q : questions) {
+    want.push_back(plain->submit(with_question(prefix, q)));
+    got.push_back(cached->submit(with_question(prefix, q)));
+  }
+  plain->run_until_idle();
+  cached->run_until_idle();
+  for (size_t i = 0; i < want.size(); ++i) expect_same_outcome(*got[i], *want[i], 1e-5f);
+  EXPECT_EQ(cached->metrics().prefix_hit_tokens(), 7u * (200 / 16 * 16));
+}
+
 // A cache of 40 blocks of 4 tokens, far too small to keep every prompt: old
 // prefixes are evicted and outputs stay exactly what they are without caching.
 TEST(Engine, PrefixCacheEvictsUnderATinyCacheAndStaysExact) {

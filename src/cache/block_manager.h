@@ -62,6 +62,8 @@ class BlockManager {
   // (their K/V written) that are not yet published.
   void publish(const std::vector<int32_t>& table, std::span<const int32_t> tokens, int computed,
                PrefixKeys& keys);
+  // keys.hashes extended to cover `blocks` whole blocks of tokens.
+  void hash_blocks(std::span<const int32_t> tokens, int blocks, PrefixKeys& keys) const;
 
  private:
   struct Entry {  // a published block, and what its hash stands for
@@ -70,8 +72,6 @@ class BlockManager {
     uint64_t salt;
     std::vector<int32_t> tokens;
   };
-  // keys.hashes extended to cover `blocks` whole blocks of tokens.
-  void hash_blocks(std::span<const int32_t> tokens, int blocks, PrefixKeys& keys) const;
   void update_snapshots();
 
   BlockAllocator allocator_;

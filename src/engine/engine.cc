@@ -4,6 +4,7 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <unordered_set>
 
 #include "core/error.h"
 #include "core/memory_size.h"
@@ -209,11 +210,23 @@ std::vector<Engine::Planned> Engine::plan() {
   // would pass the cap waits at the head of the queue and nobody behind it is
   // admitted, so the running adapters drain and no adapter starves behind a
   // busy one (first come, first served across adapters).
+  // With prefix caching, the whole blocks running sequences have yet to
+  // compute: a request that would compute the same ones waits for them and
+  // then shares them (a burst of requests with one system prompt computes it
+  // once).
+  std::unordered_set<uint64_t> pending;
+  auto note_pending = [&](Sequence& s) {
+    if (!blocks_->prefix_caching()) return;
+    const int whole = static_cast<int>(s.tokens.size()) / options_.block_size;
+    blocks_->hash_blocks(s.tokens, whole, s.prefix);
+    for (int i = s.prefix.published; i < whole; ++i) pending.insert(s.prefix.hashes[static_cast<size_t>(i)]);
+  };
   int batch_tokens = 0;
   std::set<const LoraAdapter*> active;
   for (const auto& s : running_) {
     batch_tokens += potential_tokens(*s);
     if (s->adapter) active.insert(s->adapter.get());
+    note_pending(*s);
   }
   while (!waiting_.empty() && budget > 0 &&
          static_cast<int>(running_.size()) < options_.max_batch_size) {
@@ -227,8 +240,11 @@ std::vector<Engine::Planned> Engine::plan() {
     // Cached blocks first; at least the last token is computed here, for its
     // logits (and prompt log-probabilities need every row computed).
     s.computed = blocks_->share_prefix(s.blocks, s.tokens, keep_all ? 0 : total - 1, s.prefix);
+    const size_t next_block = static_cast<size_t>(s.computed / options_.block_size);
+    const bool coming = next_block < s.prefix.hashes.size() && pending.count(s.prefix.hashes[next_block]);
     const int count = std::min(total - s.computed, budget);
-    if (!blocks_->reserve(s.blocks, s.computed + count)) {  // wait for blocks: nobody jumps the queue
+    // Nobody jumps the queue: when this one waits, for blocks or for its prefix, so does everyone behind it.
+    if (coming || !blocks_->reserve(s.blocks, s.computed + count)) {
       blocks_->release(s.blocks);
       s.computed = 0;
       s.prefix.published = 0;
@@ -244,6 +260,7 @@ std::vector<Engine::Planned> Engine::plan() {
     if (s.adapter) active.insert(s.adapter.get());
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
+    note_pending(s);
     work.push_back({&s, count, keep_all});
   }
   return work;
