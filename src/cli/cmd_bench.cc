@@ -52,15 +52,30 @@ std::vector<std::shared_ptr<const LoraAdapter>> random_adapters(const ModelConfi
   return out;
 }
 
+// `batch` requests of `prompt` random tokens each (after `shared` random
+// tokens all of them start with), all arriving at once. With `primed`, an
+// untimed request with the shared tokens runs first (a system prompt served before).
 Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t seed,
-               const std::vector<std::shared_ptr<const LoraAdapter>>& adapters = {}) {
+               const std::vector<std::shared_ptr<const LoraAdapter>>& adapters = {}, int shared = 0,
+               bool primed = false) {
   const ModelConfig& c = engine.model().config();
   std::mt19937 rng(static_cast<uint32_t>(seed));
   std::uniform_int_distribution<int32_t> token(2, std::min(c.vocab_size, 50000) - 1);
+  std::vector<int32_t> common;
+  for (int t = 0; t < shared; ++t) common.push_back(token(rng));
+  if (primed) {
+    GenerationRequest r;
+    r.prompt = common;
+    r.prompt.push_back(token(rng));
+    r.params.max_new_tokens = 1;
+    engine.submit(std::move(r));
+    engine.run_until_idle();
+  }
   std::vector<std::shared_ptr<RequestHandle>> handles;
   const auto start = Clock::now();
   for (int b = 0; b < batch; ++b) {
     GenerationRequest r;
+    r.prompt = common;
     for (int t = 0; t < prompt; ++t) r.prompt.push_back(token(rng));
     r.params.max_new_tokens = new_tokens;
     r.params.ignore_eos_token = true;
@@ -95,7 +110,7 @@ Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t s
   r.generated = generated;
   const double prefill_s = std::chrono::duration<double>(last_first - start).count();
   const double decode_s = std::chrono::duration<double>(end - last_first).count();
-  r.prefill_tokens_per_s = batch * prompt / prefill_s;
+  r.prefill_tokens_per_s = batch * (prompt + shared) / prefill_s;
   r.decode_tokens_per_s = decode_s > 0 ? (generated - batch) / decode_s : 0.0;
   r.ttft_ms = ttft / batch * 1000.0;
   // Bytes a decode step reads: every packed weight once, plus the batch's K/V.
@@ -119,6 +134,43 @@ Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t s
   return r;
 }
 
+// Requests that share a long prefix (a system prompt), arriving at once:
+// time to first token without prefix caching and with it, side by side, in
+// alternating rounds with fresh random tokens (nothing is cached between rounds).
+void run_shared_prefix(const std::shared_ptr<GptNeoxModel>& model, const std::shared_ptr<const Tokenizer>& tokenizer,
+                       EngineOptions options, int shared, const std::vector<int32_t>& batches,
+                       const std::vector<int32_t>& prompts, int new_tokens, int rounds, bool json_out) {
+  options.prefix_caching = false;
+  Engine cold(model, tokenizer, options);
+  options.prefix_caching = true;
+  Engine warm(model, tokenizer, options);
+  run_one(cold, 1, 8, 4, 7);
+  run_one(warm, 1, 8, 4, 7);
+  nlohmann::json rows = nlohmann::json::array();
+  if (!json_out)
+    std::printf("%7s %7s %6s %13s %15s %8s %15s %8s\n", "shared", "prompt", "batch", "TTFT off ms",
+                "TTFT burst ms", "ratio", "TTFT seen ms", "ratio");
+  uint64_t seed = 5000;
+  for (int p : prompts)
+    for (int b : batches) {
+      // off: no prefix caching; burst: the prefix is new to the cache and all
+      // requests arrive at once; seen: it was served before.
+      double off_ms = 0, burst_ms = 0, seen_ms = 0;
+      for (int round = 0; round < rounds; ++round) {
+        off_ms += run_one(cold, b, p, new_tokens, seed++, {}, shared).ttft_ms / rounds;
+        burst_ms += run_one(warm, b, p, new_tokens, seed++, {}, shared).ttft_ms / rounds;
+        seen_ms += run_one(warm, b, p, new_tokens, seed++, {}, shared, /*primed=*/true).ttft_ms / rounds;
+      }
+      rows.push_back({{"shared", shared}, {"prompt", p}, {"batch", b}, {"ttft_off_ms", off_ms},
+                      {"ttft_burst_ms", burst_ms}, {"ttft_seen_ms", seen_ms}, {"burst_ratio", burst_ms / off_ms},
+                      {"seen_ratio", seen_ms / off_ms}});
+      if (!json_out)
+        std::printf("%7d %7d %6d %13.1f %15.1f %8.3f %15.1f %8.3f\n", shared, p, b, off_ms, burst_ms,
+                    burst_ms / off_ms, seen_ms, seen_ms / off_ms);
+    }
+  if (json_out) std::printf("%s\n", nlohmann::json{{"shared_prefix", rows}}.dump().c_str());
+}
+
 }  // namespace
 
 int run_bench(int argc, char** argv) {
@@ -132,6 +184,10 @@ int run_bench(int argc, char** argv) {
   // a batch on one of them; every count runs beside the others in one process.
   const std::vector<int32_t> adapter_counts = parse_int_list(args.get("--adapters", "0"), "--adapters");
   const int adapter_rank = args.get_int("--adapter-rank", 16);
+  const int shared_prefix = args.get_int("--shared-prefix", 0);
+  const int rounds = args.get_int("--rounds", 3);
+  if (shared_prefix < 0) throw Error("--shared-prefix must not be negative");
+  if (rounds < 1) throw Error("--rounds must be positive");
   if (adapter_rank < 1 || adapter_rank > 1024) throw Error("--adapter-rank must be between 1 and 1024");
   if (new_tokens < 2) throw Error("--new must be at least 2");
   for (int v : batches) if (v < 1) throw Error("--batch values must be positive");
@@ -155,7 +211,7 @@ int run_bench(int argc, char** argv) {
     dir = resolve_model_dir(args.get("--model", default_model_dir()));
     label = std::filesystem::path(dir).filename().string();
   }
-  auto model = GptNeoxModel::load(dir, nullptr, load);
+  std::shared_ptr<GptNeoxModel> model = GptNeoxModel::load(dir, nullptr, load);
   if (!temp.empty()) std::filesystem::remove_all(temp);  // the mapping outlives the file
   const ModelConfig c = model->config();
   const size_t weight_bytes = model->weights().weight_bytes;
@@ -166,21 +222,29 @@ int run_bench(int argc, char** argv) {
   EngineOptions options;
   options.block_size = args.get_int("--block-size", 16);
   options.kv_cache_dtype = parse_kv_dtype(args.get("--kv-cache-dtype", "f32"));
-  options.max_total_tokens = max_prompt + new_tokens;
-  options.max_input_length = max_prompt;
+  options.max_total_tokens = shared_prefix + max_prompt + new_tokens;
+  options.max_input_length = shared_prefix + max_prompt;
   options.max_batch_size = max_batch;
   options.max_concurrent_requests = max_batch + 1;
-  options.max_batch_prefill_tokens = std::max(4096, max_prompt);
+  options.max_batch_prefill_tokens = std::max(4096, shared_prefix + max_prompt);
   options.max_active_adapters = 1 << 20;
   const size_t tokens = static_cast<size_t>(max_batch) *
-                        ((max_prompt + new_tokens + options.block_size - 1) / options.block_size + 1) * options.block_size;
+                        ((shared_prefix + max_prompt + new_tokens + options.block_size - 1) / options.block_size + 1) *
+                        options.block_size;
   options.kv_cache_bytes = tokens * 2 * c.num_layers * c.hidden_size * dtype_size(options.kv_cache_dtype);
-  auto tokenizer = Tokenizer::from_file(default_model_dir() + "/tokenizer.json");
+  std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::from_file(default_model_dir() + "/tokenizer.json");
   std::shared_ptr<const LoraAdapter> given;  // --adapter DIR: every request runs with it
   const DType adapter_dtype = lora_dtype_for(model->weights().dtype);
   if (args.has("--adapter")) given = LoraAdapter::load(args.get("--adapter"), args.get("--adapter"), c, adapter_dtype);
   const int most_adapters = *std::max_element(adapter_counts.begin(), adapter_counts.end());
   const auto pool = random_adapters(c, most_adapters, adapter_rank, adapter_dtype);
+  if (shared_prefix > 0) {
+    if (!json_out)
+      std::printf("model %s · weights %s · %d threads (%s) · %d new tokens · %d rounds\n\n", label.c_str(), dtype.c_str(),
+                  threads, cpu::isa_name(cpu::active_isa()), new_tokens, rounds);
+    run_shared_prefix(model, tokenizer, options, shared_prefix, batches, prompts, new_tokens, rounds, json_out);
+    return 0;
+  }
   Engine engine(std::move(model), std::move(tokenizer), options);
   run_one(engine, 1, 8, 4, 7);  // warm-up: page in weights, spin up the threads
 

@@ -64,7 +64,10 @@ Flags bench_flags() {
                threads_flag(),
                {"--batch", "N,N,...", "1,8,32", "batch sizes"},
                {"--prompt", "N,N,...", "128", "prompt lengths"},
-               {"--new", "N", "128", "tokens generated per request"}} +
+               {"--new", "N", "128", "tokens generated per request"},
+               {"--shared-prefix", "N", "off", "every request starts with the same N tokens: time to first token "
+                "without and with prefix caching, side by side"},
+               {"--rounds", "N", "3", "with --shared-prefix, rounds of each (alternating)"}} +
          cache_flags() +
          Flags{{"--adapters", "N,N,...", "0", "distinct random LoRA adapters per batch (requests spread over them)"},
                {"--adapter-rank", "R", "16", "rank of the random adapters"},
