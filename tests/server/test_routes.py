@@ -1,10 +1,12 @@
 """Every route of a real server process, every error, and that it keeps serving."""
 import json
+import os
 import time
 
+import pytest
 import requests
 
-from conftest import cli_greedy
+from conftest import ROOT, cli_greedy
 
 
 def sse_events(resp):
@@ -125,6 +127,31 @@ def test_metrics(server):
                  "flashneox_kv_cache_blocks_used", "flashneox_kv_cache_blocks_free"):
         assert name in text, name
     assert 'flashneox_requests_total{outcome="length"}' in text
+
+
+def test_prefix_caching_reuses_a_shared_prompt(make_server):
+    """A chat turn after another with the same long start prefills only what is new, and says
+    exactly what a server without prefix caching says."""
+    with open(os.path.join(ROOT, "tests", "data", "tinyshakespeare.txt"), encoding="utf-8") as f:
+        system = f.read(3000)
+    cached, plain = make_server(), make_server("--no-prefix-caching")
+    assert requests.get(cached.url + "/info").json()["prefix_caching"] is True
+    assert requests.get(plain.url + "/info").json()["prefix_caching"] is False
+    for question in ("\nROMEO:", "\nJULIET:"):
+        body = {"inputs": system + question, "parameters": {"max_new_tokens": 8, "details": True,
+                                                            "top_n_tokens": 2}}
+        got = requests.post(cached.url + "/generate", json=body, timeout=60).json()
+        want = requests.post(plain.url + "/generate", json=body, timeout=60).json()
+        assert got["generated_text"] == want["generated_text"]
+        for a, b in zip(got["details"]["tokens"], want["details"]["tokens"]):
+            assert a["id"] == b["id"] and abs(a["logprob"] - b["logprob"]) < 1e-5
+    looked_up = cached.metric("flashneox_prefix_cache_lookup_tokens_total")
+    hits = cached.metric("flashneox_prefix_cache_hit_tokens_total")
+    assert hits > 0.4 * looked_up  # the second prompt's whole blocks of `system`, about half of both
+    assert cached.metric("flashneox_prefix_cache_hit_rate") == pytest.approx(hits / looked_up, abs=1e-6)
+    assert cached.metric("flashneox_kv_cache_blocks_cached") > 0
+    assert cached.metric("flashneox_kv_cache_blocks_used") == 0
+    assert plain.metric("flashneox_prefix_cache_hit_tokens_total") == 0
 
 
 def test_bad_input_gets_errors_and_server_keeps_serving(server):
