@@ -12,7 +12,7 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# Tests run one at a time: each already uses every core (OpenMP), and two
+# Tests run one at a time: each already uses every core (the thread pool), and two
 # multi-threaded processes on two cores stall each other at every barrier.
 # The build for the tests also makes the Python package's extension, for the
 # venv's Python (tests/python imports it from $(BUILD)/python).
@@ -56,8 +56,8 @@ test-sanitize: deps
 	@cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L unit
 
 # The engine tests and the server's end-to-end tests again, built with
-# ThreadSanitizer. One OpenMP thread: libgomp is not instrumented, and its
-# barriers would read as races. Any report fails the run.
+# ThreadSanitizer, with two compute threads (the thread pool is ours, so TSan
+# sees its hand-offs too). Any report fails the run.
 TSAN_BUILD ?= build-tsan
 # (Timing-bound cases are left out: under TSan one token takes ~10x as long.
 # Of structured output, the mixed batch: the rest is one thread's work.)
@@ -71,7 +71,7 @@ test-tsan: deps test-venv
 	@cmake -S . -B $(TSAN_BUILD) $(SAN_FLAGS) -DFLASHNEOX_TSAN=ON >/dev/null
 	@cmake --build $(TSAN_BUILD) -j $(JOBS) --target flashneox engine_test
 	@rm -rf $(TSAN_BUILD)/tsan-reports && mkdir -p $(TSAN_BUILD)/tsan-reports
-	@export OMP_NUM_THREADS=1 TSAN_OPTIONS="log_path=$(CURDIR)/$(TSAN_BUILD)/tsan-reports/report second_deadlock_stack=1"; \
+	@export OMP_NUM_THREADS=2 TSAN_OPTIONS="log_path=$(CURDIR)/$(TSAN_BUILD)/tsan-reports/report second_deadlock_stack=1"; \
 	  $(TSAN_BUILD)/tests/engine_test --gtest_brief=1 --gtest_filter=-$(TSAN_ENGINE_SKIP) && \
 	  FLASHNEOX_BINARY=$(CURDIR)/$(TSAN_BUILD)/flashneox $(TEST_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 	    tests/server -k "$(TSAN_SERVER_TESTS)"

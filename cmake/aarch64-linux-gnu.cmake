@@ -14,7 +14,7 @@ if(_boost_dirs AND NOT Boost_DIR)
   list(GET _boost_dirs 0 Boost_DIR)
   set(Boost_DIR ${Boost_DIR} CACHE PATH "Boost's CMake package (headers only)")
 endif()
-# The arm64 libc, libstdc++ and libgomp come from multiarch, beside the host's, so the
+# The arm64 libc and libstdc++ come from multiarch, beside the host's, so the
 # emulated loader finds one consistent set (the cross toolchain's own libc
 # mixed with multiarch's loader hangs at start).
 set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64)

@@ -17,7 +17,7 @@ packages=(
 arm64=()
 if [ "${1:-}" = "--aarch64" ]; then
   packages=(g++-aarch64-linux-gnu qemu-user file)
-  arm64=(libutf8proc-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libstdc++6:arm64 libgomp1:arm64)
+  arm64=(libutf8proc-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libstdc++6:arm64)
 fi
 
 missing=()

@@ -119,7 +119,7 @@ class Model:
         model: a model folder, or a hub id "org/name" or "org/name@revision" (branch, tag or
             commit) found in the local Hugging Face cache.
         dtype: the weights' compute dtype: "f32", "f16", "bf16" or "int8"; None keeps the stored one.
-        threads: compute threads for the whole process (OpenMP); 0 uses every core, or
+        threads: compute threads for the whole process (one pool); 0 uses every core, or
             OMP_NUM_THREADS when it is set.
         kv_cache_dtype: "f32" or "f16" for the KV cache of generate(), logits() and perplexity().
         kv_cache_memory: generate()'s KV cache budget ("1GiB", "512MiB" or a fraction of

@@ -3,6 +3,8 @@
 // prompt length, with the two roofline ratios measured on this machine in the
 // same run: decode bytes/s against read bandwidth, prefill FLOP/s against
 // the fp32 FMA peak.
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -171,6 +173,60 @@ void run_shared_prefix(const std::shared_ptr<GptNeoxModel>& model, const std::sh
   if (json_out) std::printf("%s\n", nlohmann::json{{"shared_prefix", rows}}.dump().c_str());
 }
 
+// Another process that keeps one core busy while it lives (a spinning child).
+class BusyCore {
+ public:
+  BusyCore() : pid_(fork()) {
+    if (pid_ < 0) throw Error("bench --contend: fork failed");
+    if (pid_ == 0) {
+      volatile uint64_t spin = 0;
+      for (;;) spin = spin + 1;
+    }
+  }
+  ~BusyCore() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  BusyCore(const BusyCore&) = delete;
+  BusyCore& operator=(const BusyCore&) = delete;
+
+ private:
+  pid_t pid_;
+};
+
+// Decode with all threads and with one, on a quiet machine and with one core
+// kept busy by another process, alternating rounds.
+void run_contended(Engine& engine, int threads, const std::vector<int32_t>& batches, int prompt, int new_tokens,
+                   int rounds, bool json_out) {
+  const std::vector<int> counts = threads > 1 ? std::vector<int>{threads, 1} : std::vector<int>{1};
+  nlohmann::json rows = nlohmann::json::array();
+  if (!json_out)
+    std::printf("%6s %8s %20s %27s\n", "batch", "threads", "decode tok/s (quiet)", "decode tok/s (one core busy)");
+  uint64_t seed = 9000;
+  for (int b : batches) {
+    std::vector<double> quiet(counts.size()), busy(counts.size());
+    for (int round = 0; round < rounds; ++round)
+      for (int contended = 0; contended < 2; ++contended) {
+        std::unique_ptr<BusyCore> load;
+        if (contended) load = std::make_unique<BusyCore>();
+        for (size_t i = 0; i < counts.size(); ++i) {
+          set_num_threads(counts[i]);
+          const double rate = run_one(engine, b, prompt, new_tokens, seed++).decode_tokens_per_s;
+          (contended ? busy : quiet)[i] += rate / rounds;
+        }
+      }
+    set_num_threads(threads);
+    for (size_t i = 0; i < counts.size(); ++i) {
+      rows.push_back({{"batch", b}, {"threads", counts[i]}, {"decode_tokens_per_s_quiet", quiet[i]},
+                      {"decode_tokens_per_s_one_core_busy", busy[i]}});
+      if (!json_out) std::printf("%6d %8d %20.1f %27.1f\n", b, counts[i], quiet[i], busy[i]);
+    }
+    if (!json_out && counts.size() == 2)
+      std::printf("%6d   %d vs 1: quiet %.2f, one core busy %.2f\n", b, threads, quiet[0] / quiet[1], busy[0] / busy[1]);
+  }
+  if (json_out) std::printf("%s\n", nlohmann::json{{"contend", rows}}.dump().c_str());
+}
+
 }  // namespace
 
 int run_bench(int argc, char** argv) {
@@ -247,6 +303,13 @@ int run_bench(int argc, char** argv) {
   }
   Engine engine(std::move(model), std::move(tokenizer), options);
   run_one(engine, 1, 8, 4, 7);  // warm-up: page in weights, spin up the threads
+  if (args.has("--contend")) {
+    if (!json_out)
+      std::printf("model %s · weights %s · prompt %d · %d new tokens · %d rounds\n\n", label.c_str(), dtype.c_str(),
+                  prompts.front(), new_tokens, rounds);
+    run_contended(engine, threads, batches, prompts.front(), new_tokens, rounds, json_out);
+    return 0;
+  }
 
   if (!json_out) std::fprintf(stderr, "measuring this machine's read bandwidth and FMA peak ...\n");
   const double bandwidth = cpu::measure_read_bandwidth(threads);

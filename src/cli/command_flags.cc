@@ -67,7 +67,9 @@ Flags bench_flags() {
                {"--new", "N", "128", "tokens generated per request"},
                {"--shared-prefix", "N", "off", "every request starts with the same N tokens: time to first token "
                 "without and with prefix caching, side by side"},
-               {"--rounds", "N", "3", "with --shared-prefix, rounds of each (alternating)"}} +
+               {"--contend", "", "", "decode with --threads and with 1 thread, on a quiet machine and with one "
+                "core kept busy by another process, side by side"},
+               {"--rounds", "N", "3", "with --shared-prefix or --contend, rounds of each (alternating)"}} +
          cache_flags() +
          Flags{{"--adapters", "N,N,...", "0", "distinct random LoRA adapters per batch (requests spread over them)"},
                {"--adapter-rank", "R", "16", "rank of the random adapters"},

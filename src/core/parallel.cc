@@ -1,24 +1,215 @@
 #include "core/parallel.h"
 
-#include <omp.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <climits>
 #include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
 
 namespace flashneox {
 
 namespace {
-int g_threads = 0;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
 }
 
+void futex_wait(std::atomic<uint32_t>& word, uint32_t expected) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+
+void futex_wake_all(std::atomic<uint32_t>& word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+
+// How long an idle worker watches for the next job before it sleeps: long
+// enough to stay awake between the kernels of one forward, short enough not
+// to keep a core from another process between steps.
+std::chrono::microseconds spin_time() {
+  static const std::chrono::microseconds t = [] {
+    const char* env = std::getenv("FLASHNEOX_SPIN_US");
+    const long us = env ? std::strtol(env, nullptr, 10) : 100;
+    return std::chrono::microseconds(us >= 0 ? us : 0);
+  }();
+  return t;
+}
+
+// A job's chunks are claimed through one 64-bit ticket: the job's generation
+// (32 bits), its chunk count and the next unclaimed chunk (16 bits each). A
+// worker that claims a chunk with a compare-and-swap holds the job open, so
+// the job's other fields, read after the claim, are that job's.
+uint64_t make_ticket(uint32_t generation, int64_t chunks, int64_t next) {
+  return uint64_t{generation} << 32 | static_cast<uint64_t>(chunks) << 16 | static_cast<uint64_t>(next);
+}
+
+class Pool {
+ public:
+  explicit Pool(int threads) {
+    for (int i = 1; i < threads; ++i)
+      workers_.emplace_back([this, i] {
+        pthread_setname_np(pthread_self(), ("flashneox-w" + std::to_string(i)).substr(0, 15).c_str());
+        work();
+      });
+  }
+
+  ~Pool() {
+    stop_.store(true);
+    generation_.fetch_add(1);
+    futex_wake_all(generation_);
+    for (auto& t : workers_) t.join();
+  }
+
+  void run(int64_t count, int64_t chunks, detail::ChunkFn fn, void* body) {
+    fn_.store(fn, std::memory_order_relaxed);
+    body_.store(body, std::memory_order_relaxed);
+    count_.store(count, std::memory_order_relaxed);
+    finished_.store(0, std::memory_order_relaxed);
+    error_ = nullptr;
+    const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
+    ticket_.store(make_ticket(gen, chunks, 0), std::memory_order_release);
+    generation_.store(gen);  // seq_cst: pairs with a sleeper's check (no lost wake-up)
+    if (sleepers_.load() > 0) futex_wake_all(generation_);
+    help(gen);
+    // Wait only for chunks a worker has claimed; one that never woke up has none.
+    for (int spins = 0; finished_.load(std::memory_order_acquire) < chunks; ++spins) {
+      if (spins < 4096) cpu_relax();
+      else sched_yield();
+    }
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void work() {
+    uint32_t seen = generation_.load();
+    while (true) {
+      if (stop_.load()) return;  // set before the generation moves: a worker that starts late sees it
+      uint32_t gen = generation_.load(std::memory_order_acquire);
+      if (gen == seen) {
+        const auto until = std::chrono::steady_clock::now() + spin_time();
+        for (int spins = 0; (gen = generation_.load(std::memory_order_acquire)) == seen; ++spins) {
+          cpu_relax();
+          if (spins % 64 == 63 && std::chrono::steady_clock::now() >= until) break;
+        }
+      }
+      if (gen == seen) {  // nothing came: sleep until the next job
+        sleepers_.fetch_add(1);
+        if (generation_.load() == seen) futex_wait(generation_, seen);
+        sleepers_.fetch_sub(1);
+        continue;
+      }
+      seen = gen;
+      help(gen);
+    }
+  }
+
+  // Claims and runs chunks of job `gen` until none is left.
+  void help(uint32_t gen) {
+    uint64_t t = ticket_.load(std::memory_order_acquire);
+    while (true) {
+      const int64_t chunks = static_cast<int64_t>((t >> 16) & 0xffff), next = static_cast<int64_t>(t & 0xffff);
+      if (static_cast<uint32_t>(t >> 32) != gen || next >= chunks) return;
+      if (!ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      const int64_t count = count_.load(std::memory_order_relaxed);
+      try {
+        fn_.load(std::memory_order_relaxed)(body_.load(std::memory_order_relaxed), count * next / chunks,
+                                            count * (next + 1) / chunks);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+      finished_.fetch_add(1, std::memory_order_release);
+      t = ticket_.load(std::memory_order_acquire);
+    }
+  }
+
+  std::atomic<uint32_t> generation_{0};  // bumped per job; the futex sleepers wait on
+  std::atomic<uint64_t> ticket_{0};
+  std::atomic<detail::ChunkFn> fn_{nullptr};
+  std::atomic<void*> body_{nullptr};
+  std::atomic<int64_t> count_{0};
+  std::atomic<int64_t> finished_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;  // the job's first exception
+  std::vector<std::thread> workers_;
+};
+
+int default_threads() {
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    const long n = std::strtol(env, nullptr, 10);
+    if (n > 0) return static_cast<int>(std::min(n, 1024L));
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::mutex g_pool_mutex;  // one job at a time; held while a job runs
+Pool* g_pool = nullptr;   // never destroyed at exit: a worker may still sleep in it
+std::atomic<int> g_threads{0};
+thread_local bool t_in_job = false;
+
+}  // namespace
+
 void set_num_threads(int threads) {
-  // 0: every core, unless OMP_NUM_THREADS says otherwise.
-  g_threads = threads > 0 ? threads : std::getenv("OMP_NUM_THREADS") ? omp_get_max_threads() : omp_get_num_procs();
-  omp_set_num_threads(g_threads);
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  const int n = threads > 0 ? std::min(threads, 1024) : default_threads();
+  if (n == g_threads.load()) return;
+  delete g_pool;
+  g_pool = nullptr;
+  g_threads.store(n);
 }
 
 int num_threads() {
-  if (g_threads <= 0) g_threads = omp_get_max_threads();
-  return g_threads;
+  int n = g_threads.load(std::memory_order_relaxed);
+  if (n <= 0) {
+    std::lock_guard<std::mutex> lock(g_pool_mutex);
+    if (g_threads.load() <= 0) g_threads.store(default_threads());
+    n = g_threads.load();
+  }
+  return n;
 }
+
+namespace detail {
+
+void run_chunks(int64_t count, int64_t chunks, ChunkFn fn, void* body) {
+  // Nested calls, and callers while another job runs, do their work alone.
+  std::unique_lock<std::mutex> lock(g_pool_mutex, std::try_to_lock);
+  if (t_in_job || !lock.owns_lock() || g_threads.load() <= 1) {
+    fn(body, 0, count);
+    return;
+  }
+  if (!g_pool) {
+    static const bool fork_handler = [] {
+      // A forked child has none of the workers: it builds a pool of its own.
+      pthread_atfork(nullptr, nullptr, [] { g_pool = nullptr; });
+      return true;
+    }();
+    (void)fork_handler;
+    g_pool = new Pool(g_threads.load());
+  }
+  t_in_job = true;
+  struct Reset {
+    ~Reset() { t_in_job = false; }
+  } reset;
+  g_pool->run(count, std::min(chunks, kMaxChunks), fn, body);
+}
+
+}  // namespace detail
 
 }  // namespace flashneox

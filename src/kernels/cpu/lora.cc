@@ -6,12 +6,12 @@
 // Rows run in parallel when there are enough of them, otherwise the output
 // columns do. Every row takes one fixed code path, so a sequence gets the same
 // bits alone or beside others.
-#include <omp.h>
 
 #include <algorithm>
 #include <vector>
 
 #include "core/isa_clones.h"
+#include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace flashneox::cpu {
@@ -64,41 +64,36 @@ void lora_add(const float* x, int64_t in, const LoraSegment* segments, int count
   }
   if (rows == 0) return;
   const size_t scratch_size = static_cast<size_t>(std::max(in, out));
-  const int threads = omp_get_max_threads();
-  if (rows >= threads) {
+  if (rows >= num_threads()) {
     std::vector<std::pair<int, int64_t>> work;  // (segment, row)
     work.reserve(static_cast<size_t>(rows));
     for (int i = 0; i < count; ++i)
       for (int64_t r = segments[i].begin; r < segments[i].end; ++r) work.emplace_back(i, r);
-#pragma omp parallel
-    {
+    parallel_for_cost(static_cast<int64_t>(work.size()), (in + out) * max_rank, [&](int64_t begin, int64_t end) {
       std::vector<float> s(static_cast<size_t>(max_rank)), scratch(scratch_size);
-#pragma omp for schedule(static)
-      for (int64_t w = 0; w < static_cast<int64_t>(work.size()); ++w) {
-        const LoraSegment& seg = segments[work[w].first];
-        const int64_t r = work[w].second;
+      for (int64_t w = begin; w < end; ++w) {
+        const LoraSegment& seg = segments[work[static_cast<size_t>(w)].first];
+        const int64_t r = work[static_cast<size_t>(w)].second;
         shrink(seg, x + r * in, in, s.data(), scratch.data());
         expand(seg, s.data(), y + r * out, out, 0, out, scratch.data());
       }
-    }
+    });
     return;
   }
-  // Few rows (decode): each row's shrink, then its output columns in parallel
-  // (each thread widens into its own part of `scratch`).
-  std::vector<float> s(static_cast<size_t>(max_rank)), scratch(scratch_size * static_cast<size_t>(threads));
+  // Few rows (decode): each row's shrink, then its output columns in parallel,
+  // in 16-float groups so the vector code is the same for any split.
+  std::vector<float> s(static_cast<size_t>(max_rank)), scratch(scratch_size);
+  const int64_t groups = (out + 15) / 16;
   for (int i = 0; i < count; ++i) {
     const LoraSegment& seg = segments[i];
     for (int64_t r = seg.begin; r < seg.end; ++r) {
       shrink(seg, x + r * in, in, s.data(), scratch.data());
       float* yr = y + r * out;
-#pragma omp parallel
-      {
-        const int t = omp_get_thread_num(), n = omp_get_num_threads();
-        // Column ranges on 16-float boundaries, so the vector code is the same for any split.
-        const int64_t chunks = (out + 15) / 16;
-        expand(seg, s.data(), yr, out, std::min(out, chunks * t / n * 16), std::min(out, chunks * (t + 1) / n * 16),
-               scratch.data() + scratch_size * static_cast<size_t>(t));
-      }
+      parallel_for_cost(groups, 16 * static_cast<int64_t>(seg.rank), [&](int64_t begin, int64_t end) {
+        thread_local std::vector<float> own;  // expand widens f16 weights into it
+        if (own.size() < scratch_size) own.resize(scratch_size);
+        expand(seg, s.data(), yr, out, std::min(out, begin * 16), std::min(out, end * 16), own.data());
+      });
     }
   }
 }

@@ -1,11 +1,11 @@
 #include "kernels/cpu/roofline.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "core/isa_clones.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -93,26 +93,37 @@ __attribute__((target("avx2,fma"))) float fma_loop_avx2(long iterations) {
 
 }  // namespace
 
+namespace {
+
+// body(t) on `threads` threads of its own at once (the pool hands out work
+// unevenly by design; a measurement wants every thread busy).
+template <typename Body>
+void on_every_thread(int threads, Body body) {
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(body, t);
+  body(0);
+  for (auto& t : pool) t.join();
+}
+
+}  // namespace
+
 double measure_read_bandwidth(int threads, double seconds) {
   const size_t bytes = size_t{1} << 30;  // far beyond any cache
   const size_t n = bytes / sizeof(float);
   auto* data = static_cast<float*>(std::aligned_alloc(64, bytes));
   if (!data) return 0.0;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (size_t i = 0; i < n; ++i) data[i] = 1.0f;
+  threads = std::max(threads, 1);
+  const size_t chunk = n / static_cast<size_t>(threads) / 64 * 64;
+  auto part = [&](int t) { return std::pair{data + t * chunk, t == threads - 1 ? n - t * chunk : chunk}; };
+  on_every_thread(threads, [&](int t) { std::fill_n(part(t).first, part(t).second, 1.0f); });
   double best = 0.0;
   volatile float sink = 0;
   const auto until = Clock::now() + std::chrono::duration<double>(seconds);
   do {
     const auto start = Clock::now();
-    float total = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-    {
-      const int t = omp_get_thread_num(), count = omp_get_num_threads();
-      const size_t chunk = n / count / 64 * 64;
-      total += sum_any(data + t * chunk, t == count - 1 ? n - t * chunk : chunk);
-    }
-    sink = sink + total;
+    std::vector<float> totals(static_cast<size_t>(threads));
+    on_every_thread(threads, [&](int t) { totals[static_cast<size_t>(t)] = sum_any(part(t).first, part(t).second); });
+    for (float v : totals) sink = sink + v;
     const double took = std::chrono::duration<double>(Clock::now() - start).count();
     best = std::max(best, bytes / took);
   } while (Clock::now() < until);
@@ -129,12 +140,13 @@ double measure_fma_peak(int threads, double seconds) {
   const auto until = Clock::now() + std::chrono::duration<double>(seconds);
   do {
     const auto start = Clock::now();
-    float total = 0;
+    std::vector<float> totals(static_cast<size_t>(std::max(threads, 1)));
 #if FLASHNEOX_X86
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-    total += active_isa() == Isa::Avx512 ? fma_loop_avx512(iterations) : fma_loop_avx2(iterations);
+    on_every_thread(threads, [&](int t) {
+      totals[static_cast<size_t>(t)] = active_isa() == Isa::Avx512 ? fma_loop_avx512(iterations) : fma_loop_avx2(iterations);
+    });
 #endif
-    sink = sink + total;
+    for (float v : totals) sink = sink + v;
     const double took = std::chrono::duration<double>(Clock::now() - start).count();
     best = std::max(best, 2.0 * lanes * 10.0 * iterations * threads / took);
   } while (Clock::now() < until);
