@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -67,6 +68,28 @@ TEST_P(Threads, NestedAndConcurrentCallsWork) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Pool, Threads, ::testing::Values(1, 2, 3, 8));
+
+// A worker that keeps stalling jobs (as one whose core another process holds
+// does) is left out for a while: calls then run on the caller alone.
+TEST(Pool, TheCallerGoesAloneWhileAWorkerStallsJobs) {
+  set_num_threads(2);
+  const auto caller = std::this_thread::get_id();
+  int calls_alone = 0;
+  for (int call = 0; call < 40; ++call) {
+    std::atomic<bool> helped{false};
+    parallel_for(8, 1, [&](int64_t, int64_t) {
+      if (std::this_thread::get_id() == caller) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      } else {
+        helped = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // descheduled mid-chunk
+      }
+    });
+    calls_alone += !helped;
+  }
+  EXPECT_GE(calls_alone, 20);
+  set_num_threads(0);
+}
 
 TEST(Pool, ThreadCountFollowsTheSetting) {
   set_num_threads(3);

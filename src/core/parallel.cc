@@ -74,6 +74,12 @@ class Pool {
   }
 
   void run(int64_t count, int64_t chunks, detail::ChunkFn fn, void* body) {
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point start = Clock::now();
+    if (start < solo_until_) {  // the workers have been slowing jobs down: the caller alone for now
+      fn(body, 0, count);
+      return;
+    }
     fn_.store(fn, std::memory_order_relaxed);
     body_.store(body, std::memory_order_relaxed);
     count_.store(count, std::memory_order_relaxed);
@@ -83,16 +89,48 @@ class Pool {
     ticket_.store(make_ticket(gen, chunks, 0), std::memory_order_release);
     generation_.store(gen);  // seq_cst: pairs with a sleeper's check (no lost wake-up)
     if (sleepers_.load() > 0) futex_wake_all(generation_);
-    help(gen);
-    // Wait only for chunks a worker has claimed; one that never woke up has none.
-    for (int spins = 0; finished_.load(std::memory_order_acquire) < chunks; ++spins) {
-      if (spins < 4096) cpu_relax();
-      else sched_yield();
-    }
+    const int64_t mine = help(gen);
+    const Clock::time_point own_done = Clock::now();
+    wait_for_workers(static_cast<uint32_t>(chunks));
+    judge(start, own_done, Clock::now(), mine, chunks);
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
+  // Waits for the chunks workers have claimed (one that never woke up has
+  // none): briefly spinning, then asleep, so a worker woken on this core
+  // gets it at once.
+  void wait_for_workers(uint32_t chunks) {
+    for (int spins = 0; spins < 2048; ++spins) {
+      if (finished_.load(std::memory_order_acquire) >= chunks) return;
+      cpu_relax();
+    }
+    caller_waiting_.store(true);  // seq_cst: pairs with a worker's count-then-check
+    for (uint32_t done; (done = finished_.load()) < chunks;) futex_wait(finished_, done);
+    caller_waiting_.store(false, std::memory_order_relaxed);
+  }
+
+  // Whether the workers help. The caller's own pace gives what a job would
+  // have taken alone (its time per chunk times the chunks); when jobs over a
+  // window (>= 10 ms) took longer than that together, a worker whose core
+  // another process holds keeps being descheduled mid-chunk, and the caller
+  // works alone for a while (20 ms, doubling while it keeps happening, up to
+  // 1 s) before it tries the workers again.
+  void judge(std::chrono::steady_clock::time_point start, std::chrono::steady_clock::time_point own_done,
+             std::chrono::steady_clock::time_point end, int64_t mine, int64_t chunks) {
+    if (mine == 0) return;  // nothing to go by
+    window_alone_ += (own_done - start) / mine * chunks;
+    window_actual_ += end - start;
+    if (window_actual_ < std::chrono::milliseconds(10)) return;
+    if (window_actual_ > window_alone_) {
+      solo_for_ = std::min(solo_for_ * 2, std::chrono::steady_clock::duration(std::chrono::seconds(1)));
+      solo_until_ = end + solo_for_;
+    } else {
+      solo_for_ = std::chrono::milliseconds(10);
+    }
+    window_alone_ = window_actual_ = {};
+  }
+
   void work() {
     uint32_t seen = generation_.load();
     while (true) {
@@ -116,13 +154,16 @@ class Pool {
     }
   }
 
-  // Claims and runs chunks of job `gen` until none is left.
-  void help(uint32_t gen) {
+  // Claims and runs chunks of job `gen` until none is left; returns how many it ran.
+  int64_t help(uint32_t gen) {
     uint64_t t = ticket_.load(std::memory_order_acquire);
-    while (true) {
+    for (int64_t ran = 0;; ++ran) {
       const int64_t chunks = static_cast<int64_t>((t >> 16) & 0xffff), next = static_cast<int64_t>(t & 0xffff);
-      if (static_cast<uint32_t>(t >> 32) != gen || next >= chunks) return;
-      if (!ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      if (static_cast<uint32_t>(t >> 32) != gen || next >= chunks) return ran;
+      if (!ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        --ran;
+        continue;
+      }
       const int64_t count = count_.load(std::memory_order_relaxed);
       try {
         fn_.load(std::memory_order_relaxed)(body_.load(std::memory_order_relaxed), count * next / chunks,
@@ -131,7 +172,8 @@ class Pool {
         std::lock_guard<std::mutex> lock(error_mutex_);
         if (!error_) error_ = std::current_exception();
       }
-      finished_.fetch_add(1, std::memory_order_release);
+      finished_.fetch_add(1);  // seq_cst: pairs with the caller's going to sleep
+      if (caller_waiting_.load()) futex_wake_all(finished_);
       t = ticket_.load(std::memory_order_acquire);
     }
   }
@@ -141,12 +183,17 @@ class Pool {
   std::atomic<detail::ChunkFn> fn_{nullptr};
   std::atomic<void*> body_{nullptr};
   std::atomic<int64_t> count_{0};
-  std::atomic<int64_t> finished_{0};
+  std::atomic<uint32_t> finished_{0};  // chunks done; the futex a waiting caller sleeps on
+  std::atomic<bool> caller_waiting_{false};
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
   std::mutex error_mutex_;
   std::exception_ptr error_;  // the job's first exception
   std::vector<std::thread> workers_;
+  // judge(): over the current window, what the jobs would have taken alone and what they took.
+  std::chrono::steady_clock::duration window_alone_{}, window_actual_{};
+  std::chrono::steady_clock::duration solo_for_{std::chrono::milliseconds(10)};
+  std::chrono::steady_clock::time_point solo_until_{};
 };
 
 int default_threads() {
