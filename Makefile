@@ -86,11 +86,11 @@ test-tsan: deps test-venv
 # kernels, thread pool, dtypes, file parsing, tokenizer, model parity, LoRA
 # and the engine, on the portable kernels (the HTTP, grammar and command-line
 # tests hold nothing architecture-specific and run natively). The long engine
-# batch-invariance cases are left out (architecture-independent scheduling,
-# many minutes under emulation); CI also trims the parity tests to one
+# batch-invariance and prefix-caching cases are left out (architecture-
+# independent scheduling, many minutes under emulation); CI also trims the parity tests to one
 # batching mode per fixture (AARCH64_EXCLUDE in .ci/run).
 AARCH64_BUILD ?= build-aarch64
-AARCH64_EXCLUDE ?= BatchInvariant
+AARCH64_EXCLUDE ?= BatchInvariant|Engine.Prefix|Engine.ABurst|Engine.CancellationAndPreemption
 AARCH64_TESTS = dtype_test config_test safetensors_test torch_checkpoint_test kernels_test parallel_test \
   kv_cache_test parity_test lora_test tokenizer_test engine_test
 test-aarch64: deps
