@@ -205,11 +205,6 @@ std::vector<Engine::Planned> Engine::plan() {
     work.push_back({&s, count, s.params.decoder_input_details && !s.prefill_scored});
     ++it;
   }
-  // Then admit waiting requests in arrival order while they fit. At most
-  // max_active_adapters distinct adapters run at once; a request whose adapter
-  // would pass the cap waits at the head of the queue and nobody behind it is
-  // admitted, so the running adapters drain and no adapter starves behind a
-  // busy one (first come, first served across adapters).
   // With prefix caching, the whole blocks running sequences have yet to
   // compute: a request that would compute the same ones waits for them and
   // then shares them (a burst of requests with one system prompt computes it
@@ -221,6 +216,11 @@ std::vector<Engine::Planned> Engine::plan() {
     blocks_->hash_blocks(s.tokens, whole, s.prefix);
     for (int i = s.prefix.published; i < whole; ++i) pending.insert(s.prefix.hashes[static_cast<size_t>(i)]);
   };
+  // Then admit waiting requests in arrival order while they fit. At most
+  // max_active_adapters distinct adapters run at once; a request whose adapter
+  // would pass the cap waits at the head of the queue and nobody behind it is
+  // admitted, so the running adapters drain and no adapter starves behind a
+  // busy one (first come, first served across adapters).
   int batch_tokens = 0;
   std::set<const LoraAdapter*> active;
   for (const auto& s : running_) {
