@@ -53,14 +53,22 @@ BENCHMARK(BM_Linear)
                                      static_cast<int>(DType::BF16), static_cast<int>(DType::I8)}})
     ->UseRealTime();
 
+// One decode step's attention: `seqs` sequences of `context` cached tokens,
+// Pythia-410M's heads, an f32 or f16 cache.
 void BM_DecodeAttention(benchmark::State& state) {
   const int seqs = static_cast<int>(state.range(0)), context = static_cast<int>(state.range(1));
+  const bool half = state.range(2) != 0;
   const int heads = 16, d = 64, bs = 16;
   const int blocks_per_seq = (context + bs - 1) / bs;
   std::vector<int32_t> tables(static_cast<size_t>(seqs * blocks_per_seq));
   std::iota(tables.begin(), tables.end(), 0);
   const auto k = random_vector(tables.size() * bs * heads * d, 3);
   const auto v = random_vector(k.size(), 4);
+  std::vector<uint16_t> kh(half ? k.size() : 0), vh(kh.size());
+  if (half) {
+    cpu::narrow_f16(k.data(), kh.data(), static_cast<int64_t>(k.size()));
+    cpu::narrow_f16(v.data(), vh.data(), static_cast<int64_t>(v.size()));
+  }
   const auto q = random_vector(static_cast<size_t>(seqs * heads * d), 5);
   std::vector<float> out(q.size());
   std::vector<int32_t> cu(static_cast<size_t>(seqs + 1)), lens(static_cast<size_t>(seqs), context);
@@ -68,8 +76,9 @@ void BM_DecodeAttention(benchmark::State& state) {
   AttentionParams p;
   p.q = q.data();
   p.out = out.data();
-  p.k_cache = k.data();
-  p.v_cache = v.data();
+  p.k_cache = half ? static_cast<const void*>(kh.data()) : k.data();
+  p.v_cache = half ? static_cast<const void*>(vh.data()) : v.data();
+  p.kv_dtype = half ? DType::F16 : DType::F32;
   p.heads = heads;
   p.head_size = d;
   p.block_size = bs;
@@ -83,10 +92,10 @@ void BM_DecodeAttention(benchmark::State& state) {
     cpu::decode_attention(p);
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["kv_bytes/s"] = benchmark::Counter(2.0 * seqs * context * heads * d * sizeof(float),
+  state.counters["kv_bytes/s"] = benchmark::Counter(2.0 * seqs * context * heads * d * (half ? 2 : 4),
                                                     benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_DecodeAttention)->ArgsProduct({{1, 32}, {256, 1024}})->UseRealTime();
+BENCHMARK(BM_DecodeAttention)->ArgsProduct({{1, 32}, {256, 2048}, {0, 1}})->UseRealTime();
 
 }  // namespace
 }  // namespace flashneox

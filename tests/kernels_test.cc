@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "test_support.h"
 
@@ -96,33 +97,43 @@ TEST(Kernels, PackedLinearRowsDoNotDependOnTheBatch) {
   }
 }
 
+// The per-instruction-set loops (layer norm, GELU) on every set this CPU has:
+// FLASHNEOX_ISA reaches them as it does the GEMM and attention.
 TEST(Kernels, LayerNormMatchesDefinition) {
-  const int m = 3, n = 100;
-  const auto x = random_vector(m * n, 4, 3.0f);
-  const auto g = random_vector(n, 5);
-  const auto b = random_vector(n, 6);
-  std::vector<float> y(x.size());
-  cpu::layer_norm(x.data(), m, n, g.data(), b.data(), 1e-5f, y.data());
-  for (int r = 0; r < m; ++r) {
-    double mean = 0, var = 0;
-    for (int i = 0; i < n; ++i) mean += x[r * n + i];
-    mean /= n;
-    for (int i = 0; i < n; ++i) var += (x[r * n + i] - mean) * (x[r * n + i] - mean);
-    var /= n;
-    for (int i = 0; i < n; ++i)
-      EXPECT_NEAR(y[r * n + i], (x[r * n + i] - mean) / std::sqrt(var + 1e-5) * g[i] + b[i], 1e-5);
+  IsaGuard guard;
+  for (cpu::Isa isa : isas()) {
+    cpu::limit_isa(isa);
+    const int m = 3, n = 100;
+    const auto x = random_vector(m * n, 4, 3.0f);
+    const auto g = random_vector(n, 5);
+    const auto b = random_vector(n, 6);
+    std::vector<float> y(x.size());
+    cpu::layer_norm(x.data(), m, n, g.data(), b.data(), 1e-5f, y.data());
+    for (int r = 0; r < m; ++r) {
+      double mean = 0, var = 0;
+      for (int i = 0; i < n; ++i) mean += x[r * n + i];
+      mean /= n;
+      for (int i = 0; i < n; ++i) var += (x[r * n + i] - mean) * (x[r * n + i] - mean);
+      var /= n;
+      for (int i = 0; i < n; ++i)
+        EXPECT_NEAR(y[r * n + i], (x[r * n + i] - mean) / std::sqrt(var + 1e-5) * g[i] + b[i], 1e-5) << cpu::isa_name(isa);
+    }
   }
 }
 
 TEST(Kernels, GeluForms) {
-  std::vector<float> x = {-3.0f, -0.5f, 0.0f, 0.7f, 2.5f};
-  std::vector<float> erf_form = x, tanh_form = x;
-  cpu::activation(erf_form.data(), 5, Activation::GeluErf);
-  cpu::activation(tanh_form.data(), 5, Activation::GeluTanh);
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double v = x[i];
-    EXPECT_NEAR(erf_form[i], 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))), 1e-6);
-    EXPECT_NEAR(tanh_form[i], 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))), 1e-6);
+  IsaGuard guard;
+  for (cpu::Isa isa : isas()) {
+    cpu::limit_isa(isa);
+    std::vector<float> x = {-3.0f, -0.5f, 0.0f, 0.7f, 2.5f};
+    std::vector<float> erf_form = x, tanh_form = x;
+    cpu::activation(erf_form.data(), 5, Activation::GeluErf);
+    cpu::activation(tanh_form.data(), 5, Activation::GeluTanh);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double v = x[i];
+      EXPECT_NEAR(erf_form[i], 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))), 1e-6);
+      EXPECT_NEAR(tanh_form[i], 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))), 1e-6);
+    }
   }
 }
 
@@ -134,7 +145,9 @@ struct AttentionSetup {
   std::vector<float> q, k, v;
   int max_blocks = 0;
 
-  AttentionSetup(const std::vector<int>& new_lens, const std::vector<int>& cached) {
+  AttentionSetup(const std::vector<int>& new_lens, const std::vector<int>& cached, int heads_ = 3, int d_ = 40,
+                 int bs_ = 5)
+      : heads(heads_), d(d_), bs(bs_) {
     const int seqs = static_cast<int>(new_lens.size());
     cu_q.push_back(0);
     for (int s = 0; s < seqs; ++s) {
@@ -200,6 +213,127 @@ TEST(Kernels, F16CacheAttentionMatchesReference) {
   }
 }
 
+// f16 copies of a setup's cache, with params pointing at them.
+struct HalfCache {
+  std::vector<uint16_t> k, v;
+  explicit HalfCache(const AttentionSetup& s) : k(s.k.size()), v(s.v.size()) {
+    cpu::narrow_f16(s.k.data(), k.data(), static_cast<int64_t>(k.size()));
+    cpu::narrow_f16(s.v.data(), v.data(), static_cast<int64_t>(v.size()));
+  }
+  AttentionParams params(const AttentionSetup& s, float* out) const {
+    AttentionParams p = s.params(out);
+    p.k_cache = k.data();
+    p.v_cache = v.data();
+    p.kv_dtype = DType::F16;
+    return p;
+  }
+};
+
+// Head sizes that are and are not multiples of 16, blocks smaller, equal to
+// and larger than 16 keys, and contexts over several 256-key partitions.
+TEST(Kernels, AttentionIsExactAndIdenticalOnEveryIsa) {
+  IsaGuard guard;
+  struct Shape {
+    int heads, d, bs;
+  };
+  for (const Shape shape : {Shape{3, 40, 5}, Shape{2, 64, 16}, Shape{2, 80, 32}, Shape{1, 19, 7}})
+    for (bool half : {false, true})
+      for (bool decode : {false, true}) {
+        const std::vector<int> lens = decode ? std::vector<int>{1, 1, 1, 1} : std::vector<int>{1, 37, 70, 20};
+        const std::vector<int> cached = {0, 40, 600, 300};
+        AttentionSetup s(lens, cached, shape.heads, shape.d, shape.bs);
+        HalfCache h(s);
+        std::vector<float> want(s.q.size());
+        const AttentionParams reference = half ? h.params(s, want.data()) : s.params(want.data());
+        cpu::attention_reference(reference);
+        std::vector<float> first;
+        for (cpu::Isa isa : isas()) {
+          cpu::limit_isa(isa);
+          std::vector<float> got(s.q.size());
+          const AttentionParams p = half ? h.params(s, got.data()) : s.params(got.data());
+          decode ? cpu::decode_attention(p) : cpu::prefill_attention(p);
+          const std::string where = std::string(cpu::isa_name(isa)) + (half ? " f16" : " f32") +
+                                    (decode ? " decode" : " prefill") + " d=" + std::to_string(shape.d) +
+                                    " bs=" + std::to_string(shape.bs);
+          EXPECT_LT(testing::max_abs_diff(got, want), 2e-6f) << where;
+          if (first.empty())
+            first = got;
+          else
+            EXPECT_EQ(0, std::memcmp(first.data(), got.data(), got.size() * sizeof(float))) << where << " vs scalar";
+        }
+      }
+}
+
+// The last row of a prefill, decoded on its own over the same cache, gives
+// the same bits: preemption's recompute and chunked prefill stay exact.
+TEST(Kernels, DecodeGivesThePrefillRowsBits) {
+  IsaGuard guard;
+  for (cpu::Isa isa : isas()) {
+    cpu::limit_isa(isa);
+    struct Case {
+      int heads, d, bs, cached;
+    };
+    for (const Case c : {Case{4, 64, 5, 560}, Case{4, 64, 16, 560}, Case{6, 32, 4, 3}, Case{2, 19, 7, 250}}) {
+      AttentionSetup s({45, 1}, {c.cached, 300}, c.heads, c.d, c.bs);
+      HalfCache h(s);
+      for (bool half : {false, true}) {
+        std::vector<float> prefilled(s.q.size());
+        cpu::prefill_attention(half ? h.params(s, prefilled.data()) : s.params(prefilled.data()));
+        // Each query row of sequence 0 as a one-token step over its keys.
+        const int64_t row = static_cast<int64_t>(s.heads) * s.d;
+        for (int j = 0; j < 45; ++j) {
+          AttentionSetup one = s;
+          one.cu_q = {0, 1};
+          one.context = {c.cached + j + 1};
+          one.q.assign(s.q.begin() + j * row, s.q.begin() + (j + 1) * row);
+          std::vector<float> decoded(static_cast<size_t>(row));
+          AttentionParams p = half ? h.params(one, decoded.data()) : one.params(decoded.data());
+          p.num_seqs = 1;
+          cpu::decode_attention(p);
+          EXPECT_EQ(0, std::memcmp(decoded.data(), prefilled.data() + j * row, row * sizeof(float)))
+              << cpu::isa_name(isa) << " d " << c.d << " bs " << c.bs << (half ? " f16" : " f32") << " row " << j;
+        }
+      }
+    }
+  }
+}
+
+// The same keys and values paged in blocks of 4, 7, 16 or 48 tokens give the
+// same bits: a server's cache settings never change what a model says.
+TEST(Kernels, AttentionBitsDoNotDependOnTheBlockSize) {
+  IsaGuard guard;
+  const int heads = 3, d = 32;
+  const std::vector<int> lens = {1, 30, 1}, cached = {300, 20, 0};
+  const AttentionSetup logical(lens, cached, heads, d, 1);  // one token per block: tokens in table order
+  for (cpu::Isa isa : isas()) {
+    cpu::limit_isa(isa);
+    std::vector<float> first;
+    for (int bs : {4, 7, 16, 48}) {
+      AttentionSetup s(lens, cached, heads, d, bs);
+      s.q = logical.q;
+      for (size_t seq = 0; seq < lens.size(); ++seq)
+        for (int pos = 0; pos < s.context[seq]; ++pos) {
+          const int32_t from = logical.tables[seq * logical.max_blocks + pos];
+          const int32_t to = s.tables[seq * s.max_blocks + pos / bs];
+          for (int h = 0; h < heads; ++h)
+            for (int i = 0; i < d; ++i) {
+              s.k[cpu::key_cache_index(to, pos % bs, h, i, heads, d, bs)] =
+                  logical.k[cpu::key_cache_index(from, 0, h, i, heads, d, 1)];
+              s.v[cpu::value_cache_index(to, pos % bs, h, i, heads, d, bs)] =
+                  logical.v[cpu::value_cache_index(from, 0, h, i, heads, d, 1)];
+            }
+        }
+      std::vector<float> got(s.q.size());
+      cpu::prefill_attention(s.params(got.data()));
+      if (first.empty())
+        first = got;
+      else
+        EXPECT_EQ(0, std::memcmp(first.data(), got.data(), got.size() * sizeof(float)))
+            << cpu::isa_name(isa) << " block size " << bs;
+    }
+  }
+}
+
 TEST(Kernels, PagedDecodeMatchesReference) {
   AttentionSetup s({1, 1, 1, 1}, {0, 4, 33, 120});
   std::vector<float> got(s.q.size()), want(s.q.size());
@@ -214,12 +348,17 @@ TEST(Kernels, RotaryRotatesHalvesAndWritesCache) {
   const float angle[2] = {0.3f, 1.1f};
   const float cos[2] = {std::cos(angle[0]), std::cos(angle[1])};
   const float sin[2] = {std::sin(angle[0]), std::sin(angle[1])};
-  const int64_t slot = 3;
+  const int64_t slot = 3;  // block 1, offset 1 of blocks of 2
+  const int bs = 2;
   std::vector<float> q(heads * d), kc(4 * heads * d, 0.0f), vc(kc.size(), 0.0f);
-  cpu::rotary_and_cache(qkv.data(), 1, heads, d, r, cos, sin, &slot, q.data(), kc.data(), vc.data(), DType::F32);
+  cpu::rotary_and_cache(qkv.data(), 1, heads, d, r, cos, sin, &slot, q.data(), kc.data(), vc.data(), DType::F32, bs);
   std::vector<uint16_t> kh(kc.size()), vh(vc.size());  // the same into an f16 cache
   std::vector<float> q2(q.size());
-  cpu::rotary_and_cache(qkv.data(), 1, heads, d, r, cos, sin, &slot, q2.data(), kh.data(), vh.data(), DType::F16);
+  cpu::rotary_and_cache(qkv.data(), 1, heads, d, r, cos, sin, &slot, q2.data(), kh.data(), vh.data(), DType::F16, bs);
+  auto key = [&](int h, int i) { return cpu::key_cache_index(1, 1, h, i, heads, d, bs); };
+  auto value = [&](int h, int i) { return cpu::value_cache_index(1, 1, h, i, heads, d, bs); };
+  int written = 0;
+  for (size_t i = 0; i < kc.size(); ++i) written += (kc[i] != 0.0f) + (vc[i] != 0.0f);
   for (size_t i = 0; i < kc.size(); ++i) {
     EXPECT_EQ(kh[i], f32_to_f16(kc[i]));
     EXPECT_EQ(vh[i], f32_to_f16(vc[i]));
@@ -229,11 +368,15 @@ TEST(Kernels, RotaryRotatesHalvesAndWritesCache) {
     for (int i = 0; i < 2; ++i) {
       EXPECT_NEAR(q[h * d + i], src[i] * cos[i] - src[i + 2] * sin[i], 1e-6);
       EXPECT_NEAR(q[h * d + i + 2], src[i + 2] * cos[i] + src[i] * sin[i], 1e-6);
-      EXPECT_NEAR(kc[slot * heads * d + h * d + i], src[d + i] * cos[i] - src[d + i + 2] * sin[i], 1e-6);
+      EXPECT_NEAR(kc[key(h, i)], src[d + i] * cos[i] - src[d + i + 2] * sin[i], 1e-6);
     }
-    for (int i = r; i < d; ++i) EXPECT_EQ(q[h * d + i], src[i]);  // pass-through dims
-    for (int i = 0; i < d; ++i) EXPECT_EQ(vc[slot * heads * d + h * d + i], src[2 * d + i]);
+    for (int i = r; i < d; ++i) {  // pass-through dims
+      EXPECT_EQ(q[h * d + i], src[i]);
+      EXPECT_EQ(kc[key(h, i)], src[d + i]);
+    }
+    for (int i = 0; i < d; ++i) EXPECT_EQ(vc[value(h, i)], src[2 * d + i]);
   }
+  EXPECT_EQ(written, 2 * heads * d);  // nothing outside the slot
 }
 
 }  // namespace

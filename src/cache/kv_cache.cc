@@ -12,6 +12,7 @@ KvCache::KvCache(int layers, int num_blocks, int block_size, int heads, int head
   if (layers <= 0 || num_blocks <= 0 || block_size <= 0 || heads <= 0 || head_size <= 0)
     throw Error(concat("invalid KV cache shape: layers ", layers, ", blocks ", num_blocks,
                        ", block size ", block_size));
+
   const size_t per_layer = static_cast<size_t>(num_blocks) * block_size * heads * head_size;
   for (int l = 0; l < layers; ++l) {
     for (auto* store : {&keys_, &values_}) {

@@ -1,7 +1,8 @@
 // The paged KV cache: per layer, K and V stored in fixed-size blocks, as f32
 // or f16 (half the memory and the bytes a decode step reads).
-// A token's slot is block * block_size + offset; its K row for layer l lives
-// at element slot * heads * head_size of keys(l).
+// A token's slot is block * block_size + offset. A block of keys(l) is
+// [heads][head_size][block_size] (a head's keys side by side, as the
+// attention kernel reads them), a block of values(l) [block_size][heads][head_size].
 #pragma once
 
 #include <cstddef>
@@ -18,8 +19,8 @@ class KvCache {
   KvCache(int layers, int num_blocks, int block_size, int heads, int head_size,
           DType dtype = DType::F32);
 
-  void* keys(int layer) { return keys_[layer].get(); }      // [num_blocks, block_size, heads, head_size]
-  void* values(int layer) { return values_[layer].get(); }  // same shape
+  void* keys(int layer) { return keys_[layer].get(); }      // [num_blocks, heads, head_size, block_size]
+  void* values(int layer) { return values_[layer].get(); }  // [num_blocks, block_size, heads, head_size]
   DType dtype() const { return dtype_; }
   int layers() const { return static_cast<int>(keys_.size()); }
   int num_blocks() const { return num_blocks_; }

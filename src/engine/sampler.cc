@@ -6,7 +6,7 @@
 #include <limits>
 #include <optional>
 
-#include "core/isa_clones.h"
+#include "core/isa.h"
 
 namespace flashneox {
 
@@ -41,7 +41,7 @@ class SortedCandidates {
 // sum(exp(x[i] - max)) in float with a polynomial exp the compiler vectorises
 // (1e-7 relative error): the greedy path's log-softmax over 50k logits per
 // token per sequence is otherwise a visible share of a decode step.
-FLASHNEOX_ISA_CLONES float sum_exp(const float* x, int32_t n, float max) {
+FLASHNEOX_LOOP_BODY float sum_exp_body(const float* x, int32_t n, float max) {
   float total = 0.0f;
   for (int32_t i = 0; i < n; ++i) {
     float v = x[i] - max;
@@ -58,6 +58,7 @@ FLASHNEOX_ISA_CLONES float sum_exp(const float* x, int32_t n, float max) {
   }
   return total;
 }
+FLASHNEOX_PER_ISA(float, sum_exp, (const float* x, int32_t n, float max), (x, n, max))
 
 void apply_penalties(float* logits, const SamplingParams& p, const TokenCounts& history) {
   const double rp = p.repetition_penalty.value_or(1.0);

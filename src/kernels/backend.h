@@ -35,7 +35,7 @@ struct WeightMatrix {
 struct AttentionParams {
   const float* q = nullptr;            // [num_tokens, heads, head_size], rotary applied
   float* out = nullptr;                // [num_tokens, heads, head_size]
-  const void* k_cache = nullptr;       // [num_blocks, block_size, heads, head_size] of kv_dtype
+  const void* k_cache = nullptr;       // [num_blocks, heads, head_size, block_size] of kv_dtype
   const void* v_cache = nullptr;       // [num_blocks, block_size, heads, head_size] of kv_dtype
   DType kv_dtype = DType::F32;         // F32 or F16
   int heads = 0;
@@ -92,12 +92,13 @@ class Backend {
 
   // Splits the fused qkv projection ([tokens, heads, 3, head_size] as GPT-NeoX
   // lays it out), rotates the first rotary_dims of q and k ("rotate half"),
-  // writes q to q_out and k, v into the cache at each token's slot.
+  // writes q to q_out and k, v into the cache at each token's slot
+  // (block * block_size + offset; layouts as in AttentionParams).
   // cos/sin: [tokens, rotary_dims / 2], precomputed per token position.
   virtual void rotary_and_cache(const float* qkv, int64_t tokens, int heads, int head_size,
                                 int rotary_dims, const float* cos, const float* sin,
                                 const int64_t* slots /* [tokens] */, float* q_out,
-                                void* k_cache, void* v_cache, DType kv_dtype) = 0;
+                                void* k_cache, void* v_cache, DType kv_dtype, int block_size) = 0;
 
   // Tiled online-softmax attention of several new tokens per sequence over
   // the cached prefix plus themselves (causal).

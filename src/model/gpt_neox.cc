@@ -219,7 +219,7 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
     lora(l, LoraModule::Qkv, normed.data(), H, qkv.data(), 3 * H);
     be.rotary_and_cache(qkv.data(), T, c.num_heads, c.head_size, c.rotary_dims, cos.data(),
                         sin.data(), b.slots.data(), q.data(), cache.keys(l), cache.values(l),
-                        cache.dtype());
+                        cache.dtype(), cache.block_size());
     ap.k_cache = cache.keys(l);
     ap.v_cache = cache.values(l);
     if (b.is_prefill())

@@ -7,228 +7,232 @@
 #include <limits>
 #include <vector>
 
-#include "core/isa_clones.h"
+#include "core/isa.h"
 #include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
+
+// Attention over the paged KV cache, flash style: no [q, k] score matrix is
+// ever materialised; an online softmax walks the keys block by block, reading
+// K and V straight from the cache (f16 widened in registers).
+//
+// The cache stores a block's keys transposed, [heads][head_size][block_size],
+// so sixteen keys' scores are sixteen lanes of one FMA chain (no horizontal
+// sums, no transposing; blocks of other than a multiple of 16 keys are
+// gathered into 16-key tiles); values stay [block_size][heads][head_size].
+//
+// Decode: a work item is one sequence, a group of its heads and one
+// partition of its keys (flash-decoding), so even one long sequence keeps
+// every thread busy; the partitions' partial softmaxes are merged afterwards.
+// Prefill: a work item is one sequence, one head and a tile of query rows.
+// Both give the same bits for a token (attention_kernel.inc says how).
+// GCC 12 reports false positives inside its own AVX-512 conversion intrinsics
+// (and on the score tile, whose valid part is always written first).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/lanes16.h"
 
 namespace flashneox::cpu {
 
 namespace {
 
 constexpr int kQueryTile = 16;
-constexpr int kKeyTile = 32;
+constexpr int kPartitionKeys = 256;  // keys per flash-decoding partition, a multiple of 16
 
-inline int64_t slot_of(const AttentionParams& p, int seq, int pos) {
-  const int32_t block = p.block_tables[static_cast<int64_t>(seq) * p.max_blocks_per_seq +
-                                       pos / p.block_size];
-  return static_cast<int64_t>(block) * p.block_size + pos % p.block_size;
-}
-
-// Elements [offset, offset + n) of a cache slot's row as f32: in place for
-// an f32 cache, widened into `buf` for an f16 one.
-inline const float* cache_row(const AttentionParams& p, const void* cache, int64_t slot, int64_t offset,
-                              int64_t n, float* buf) {
-  const int64_t at = slot * p.heads * p.head_size + offset;
-  if (p.kv_dtype == DType::F32) return static_cast<const float*>(cache) + at;
-  widen_f16(static_cast<const uint16_t*>(cache) + at, buf, n);
-  return buf;
-}
-
-// Query rows [j0, j1) of sequence `seq`, head `head`. Cloned per instruction
-// set: the dot products and the V accumulation vectorise to the widest one.
-FLASHNEOX_ISA_CLONES void attend_rows(const AttentionParams& p, int seq, int head, int j0, int j1) {
-  const int d = p.head_size;
-  const int64_t row_stride = static_cast<int64_t>(p.heads) * d;
-  const int q_len = p.cu_q[seq + 1] - p.cu_q[seq];
-  const int start = p.context_lens[seq] - q_len;  // absolute position of query row 0
-  const int rows = j1 - j0;
-  const int last_key = start + j1 - 1;
-
-  float m[kQueryTile];
-  float l[kQueryTile];
-  float acc[kQueryTile][256];  // head_size <= 256 (checked by the model)
-  const float* q[kQueryTile];
-  for (int r = 0; r < rows; ++r) {
-    m[r] = -std::numeric_limits<float>::infinity();
-    l[r] = 0.0f;
-    std::fill(acc[r], acc[r] + d, 0.0f);
-    q[r] = p.q + (p.cu_q[seq] + j0 + r) * row_stride + head * d;
-  }
-  const float* v_ptr[kKeyTile];
-  alignas(64) float kt[256 * kKeyTile];  // the key tile transposed: [head_size][kKeyTile]
-  alignas(64) float k_buf[256];
-  alignas(64) float v_buf[kKeyTile * 256];  // widened V rows of an f16 cache
-  alignas(64) float score[kKeyTile];
-  for (int k0 = 0; k0 <= last_key; k0 += kKeyTile) {
-    const int k1 = std::min(last_key + 1, k0 + kKeyTile);
-    const int tile = k1 - k0;
-    // Scores as an outer product (a query element times 32 keys at once)
-    // instead of 32 dot products with horizontal sums.
-    for (int c = 0; c < kKeyTile; ++c) {
-      if (c < tile) {
-        const int64_t slot = slot_of(p, seq, k0 + c);
-        const float* k = cache_row(p, p.k_cache, slot, static_cast<int64_t>(head) * d, d, k_buf);
-        v_ptr[c] = cache_row(p, p.v_cache, slot, static_cast<int64_t>(head) * d, d, v_buf + c * 256);
-        for (int i = 0; i < d; ++i) kt[i * kKeyTile + c] = k[i];
-      } else {
-        for (int i = 0; i < d; ++i) kt[i * kKeyTile + c] = 0.0f;
+// Keys [k0, k0 + valid) of heads [h0, h1) as [head][i][16], zero-padded:
+// the tile layout for blocks that do not hold whole 16-key tiles.
+template <class T>
+void gather_keys(const AttentionParams& p, const int32_t* table, int k0, int valid, int h0, int h1, T* out) {
+  const int d = p.head_size, bs = p.block_size;
+  const T* k_cache = static_cast<const T*>(p.k_cache);
+  for (int h = h0; h < h1; ++h) {
+    T* dst = out + static_cast<int64_t>(h - h0) * d * 16;
+    for (int c = 0; c < 16; ++c) {
+      if (c >= valid) {
+        for (int i = 0; i < d; ++i) dst[i * 16 + c] = T{};
+        continue;
       }
-    }
-    for (int r = 0; r < rows; ++r) {
-      const int visible_end = std::min(k1, start + j0 + r + 1);  // causal
-      if (visible_end <= k0) continue;
-      const int count = visible_end - k0;
-      for (int c = 0; c < kKeyTile; ++c) score[c] = 0.0f;
-      for (int i = 0; i < d; ++i) {
-        const float qv = q[r][i];
-        const float* krow = kt + i * kKeyTile;
-#pragma omp simd aligned(krow, score : 64)
-        for (int c = 0; c < kKeyTile; ++c) score[c] += qv * krow[c];
-      }
-      float tile_max = -std::numeric_limits<float>::infinity();
-      for (int c = 0; c < count; ++c) {
-        score[c] *= p.scale;
-        tile_max = std::max(tile_max, score[c]);
-      }
-      const float new_max = std::max(m[r], tile_max);
-      const float correction = std::exp(m[r] - new_max);
-      float sum = 0.0f;
-      float* a = acc[r];
-      if (correction != 1.0f) {
-#pragma omp simd
-        for (int i = 0; i < d; ++i) a[i] *= correction;
-      }
-      for (int c = 0; c < count; ++c) {
-        const float weight = std::exp(score[c] - new_max);
-        sum += weight;
-        const float* v = v_ptr[c];
-#pragma omp simd
-        for (int i = 0; i < d; ++i) a[i] += weight * v[i];
-      }
-      l[r] = l[r] * correction + sum;
-      m[r] = new_max;
+      const int pos = k0 + c;
+      const T* src = k_cache + static_cast<int64_t>(table[pos / bs]) * bs * p.heads * d +
+                     static_cast<int64_t>(h) * d * bs + pos % bs;
+      for (int i = 0; i < d; ++i) dst[i * 16 + c] = src[static_cast<int64_t>(i) * bs];
     }
   }
-  for (int r = 0; r < rows; ++r) {
-    float* out = p.out + (p.cu_q[seq] + j0 + r) * row_stride + head * d;
-    const float inv = 1.0f / l[r];
-    for (int i = 0; i < d; ++i) out[i] = acc[r][i] * inv;
+}
+
+// One query row's online-softmax state for one head, in a float array:
+// running max, 16 lanes of the denominator, the unnormalised output (head
+// size rounded up to 16).
+struct RowState {
+  float* m;
+  float* l;
+  float* acc;
+};
+inline int state_floats(int d) { return 1 + 16 + (d + 15) / 16 * 16; }
+inline RowState state_at(float* base, int index, int stride) {
+  float* s = base + static_cast<int64_t>(index) * stride;
+  return {s, s + 1, s + 17};
+}
+inline void reset_state(RowState st, int d) {
+  *st.m = -std::numeric_limits<float>::infinity();
+  std::fill(st.l, st.l + 16, 0.0f);
+  std::fill(st.acc, st.acc + (d + 15) / 16 * 16, 0.0f);
+}
+// out = acc / l, the denominator's lanes added by halving.
+inline void finish_state(RowState st, int d, float* out) {
+  float l[16];
+  std::memcpy(l, st.l, sizeof l);
+  for (int width = 8; width >= 1; width /= 2)
+    for (int j = 0; j < width; ++j) l[j] += l[j + width];
+  const float inv = 1.0f / l[0];
+  for (int i = 0; i < d; ++i) out[i] = st.acc[i] * inv;
+}
+
+}  // namespace
+
+// The same kernels for each instruction set.
+namespace scalar {
+using L = ScalarLanes;
+#include "kernels/cpu/attention_kernel.inc"
+}  // namespace scalar
+#if FLASHNEOX_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+namespace avx2 {
+using L = Avx2Lanes;
+#include "kernels/cpu/attention_kernel.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+namespace avx512 {
+using L = Avx512Lanes;
+#include "kernels/cpu/attention_kernel.inc"
+}  // namespace avx512
+#pragma GCC pop_options
+#endif
+
+namespace {
+
+struct AttentionKernels {
+  void (*decode_f32)(const AttentionParams&, int, int, int, int, float*);
+  void (*decode_f16)(const AttentionParams&, int, int, int, int, float*);
+  void (*prefill_f32)(const AttentionParams&, int, int, int, int);
+  void (*prefill_f16)(const AttentionParams&, int, int, int, int);
+};
+
+AttentionKernels kernels_for(Isa isa) {
+#if FLASHNEOX_X86
+  if (isa == Isa::Avx512)
+    return {avx512::decode_partition<float>, avx512::decode_partition<uint16_t>, avx512::prefill_rows<float>,
+            avx512::prefill_rows<uint16_t>};
+  if (isa == Isa::Avx2)
+    return {avx2::decode_partition<float>, avx2::decode_partition<uint16_t>, avx2::prefill_rows<float>,
+            avx2::prefill_rows<uint16_t>};
+#endif
+  (void)isa;
+  return {scalar::decode_partition<float>, scalar::decode_partition<uint16_t>, scalar::prefill_rows<float>,
+          scalar::prefill_rows<uint16_t>};
+}
+
+void check_params(const AttentionParams& p) {
+  if (p.block_size < 1) throw Error("attention: block size " + std::to_string(p.block_size) + " is not positive");
+  if (p.kv_dtype != DType::F32 && p.kv_dtype != DType::F16)
+    throw Error(std::string("attention: unsupported KV cache dtype ") + dtype_name(p.kv_dtype));
+}
+
+struct DecodeItem {
+  int seq, h0, h1, part;
+};
+
+void decode_sequences(const AttentionParams& p, const std::vector<int>& seqs) {
+  check_params(p);
+  const AttentionKernels k = kernels_for(active_isa());
+  const auto decode = p.kv_dtype == DType::F16 ? k.decode_f16 : k.decode_f32;
+  const int d = p.head_size, stride = state_floats(d);
+  // Partial states of sequences with more than one partition: [part][head] each.
+  std::vector<int64_t> state_offset(seqs.size(), -1);
+  int64_t state_count = 0, total_parts = 0;
+  std::vector<int> parts(seqs.size());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    parts[i] = std::max(1, (p.context_lens[seqs[i]] + kPartitionKeys - 1) / kPartitionKeys);
+    total_parts += parts[i];
+    if (parts[i] > 1) {
+      state_offset[i] = state_count;
+      state_count += static_cast<int64_t>(parts[i]) * p.heads;
+    }
   }
+  // Split heads into groups only as far as needed to give every thread work.
+  const int threads = num_threads();
+  const int groups = threads == 1 ? 1
+                                  : static_cast<int>(std::min<int64_t>(
+                                        p.heads, std::max<int64_t>(1, (2 * threads + total_parts - 1) / total_parts)));
+  std::vector<DecodeItem> items;
+  items.reserve(static_cast<size_t>(total_parts * groups));
+  std::vector<int> item_slot;  // index into seqs
+  for (size_t i = 0; i < seqs.size(); ++i)
+    for (int part = 0; part < parts[i]; ++part)
+      for (int g = 0; g < groups; ++g) {
+        items.push_back({seqs[i], g * p.heads / groups, (g + 1) * p.heads / groups, part});
+        item_slot.push_back(static_cast<int>(i));
+      }
+  std::vector<float> states(static_cast<size_t>(state_count * stride));
+  const int64_t row = static_cast<int64_t>(p.heads) * d;
+  const int64_t cost = static_cast<int64_t>(kPartitionKeys) * 4 * d * p.heads / groups;
+  parallel_for_cost(static_cast<int64_t>(items.size()), cost, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> local;
+    for (int64_t i = begin; i < end; ++i) {
+      const DecodeItem& it = items[static_cast<size_t>(i)];
+      const int64_t offset = state_offset[static_cast<size_t>(item_slot[static_cast<size_t>(i)])];
+      if (offset >= 0) {  // a partial state, merged below
+        decode(p, it.seq, it.h0, it.h1, it.part,
+               states.data() + (offset + static_cast<int64_t>(it.part) * p.heads + it.h0) * stride);
+        continue;
+      }
+      const size_t need = static_cast<size_t>(it.h1 - it.h0) * static_cast<size_t>(stride);
+      if (local.size() < need) local.resize(need);
+      decode(p, it.seq, it.h0, it.h1, it.part, local.data());
+      float* out = p.out + (p.cu_q[it.seq + 1] - 1) * row;
+      for (int h = it.h0; h < it.h1; ++h) finish_state(state_at(local.data(), h - it.h0, stride), d, out + h * d);
+    }
+  });
+  if (state_count == 0) return;
+  // Merge each long sequence's partitions, first to last.
+  const int64_t heads = p.heads;
+  parallel_for_cost(static_cast<int64_t>(seqs.size()) * heads, 4 * d, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const size_t s = static_cast<size_t>(i / heads);
+      const int h = static_cast<int>(i % heads);
+      if (state_offset[s] < 0) continue;
+      float* base = states.data() + state_offset[s] * stride;
+      const RowState total = state_at(base, h, stride);
+      for (int part = 1; part < parts[s]; ++part) {
+        const RowState next = state_at(base, part * p.heads + h, stride);
+        switch (active_isa()) {
+#if FLASHNEOX_X86
+          case Isa::Avx512: avx512::merge_state(total, next, d); break;
+          case Isa::Avx2: avx2::merge_state(total, next, d); break;
+#endif
+          default: scalar::merge_state(total, next, d); break;
+        }
+      }
+      finish_state(total, d, p.out + (p.cu_q[seqs[s] + 1] - 1) * row + h * d);
+    }
+  });
 }
 
 struct WorkItem {
   int seq, head, j0, j1;
 };
-
-}  // namespace
-
-namespace {
-
-// Decode: one query per sequence. A work item takes one sequence and a group
-// of its heads and walks the keys once, reading each key's K and V rows for
-// all its heads contiguously (the cache stores a token's heads side by side),
-// which is what keeps this memory-bound loop near the bandwidth.
-FLASHNEOX_ISA_CLONES void attend_one_query(
-    const AttentionParams& p, int seq, int h0, int h1, float* scratch) {
-  const int d = p.head_size;
-  const int heads = h1 - h0;
-  const int64_t row_stride = static_cast<int64_t>(p.heads) * d;
-  const int q_len = p.cu_q[seq + 1] - p.cu_q[seq];
-  const int keys = p.context_lens[seq];
-  const float* q = p.q + (p.cu_q[seq] + q_len - 1) * row_stride + h0 * d;
-  float* acc = scratch;                              // [heads, d]
-  float* m = acc + heads * d;                        // [heads]
-  float* l = m + heads;                              // [heads]
-  float* score = l + heads;                          // [heads, kKeyTile]
-  float* k_buf = score + heads * kKeyTile;           // [kKeyTile, heads, d] widened f16 rows
-  float* v_buf = k_buf + heads * d * kKeyTile;       // [heads, d]
-  float* kt = v_buf + heads * d;                     // [heads, d, kKeyTile] the key tile transposed
-  for (int h = 0; h < heads; ++h) {
-    m[h] = -std::numeric_limits<float>::infinity();
-    l[h] = 0.0f;
-  }
-  std::fill(acc, acc + heads * d, 0.0f);
-  int64_t slots[kKeyTile];
-  for (int k0 = 0; k0 < keys; k0 += kKeyTile) {
-    const int count = std::min(kKeyTile, keys - k0);
-    for (int c = 0; c < count; ++c) slots[c] = slot_of(p, seq, k0 + c);
-    // Scores exactly as attend_rows computes them (the key tile transposed,
-    // an outer product over the head's elements), so that a token gives the
-    // same bits whether it is decoded or recomputed in a prefill.
-    const float* krows[kKeyTile];
-    for (int c = 0; c < count; ++c)
-      krows[c] = cache_row(p, p.k_cache, slots[c], static_cast<int64_t>(h0) * d, heads * d,
-                           k_buf + static_cast<int64_t>(c) * heads * d);
-    for (int e = 0; e < heads * d; ++e) {  // write the transposed tile contiguously
-      float* dst = kt + static_cast<int64_t>(e) * kKeyTile;
-      for (int c = 0; c < count; ++c) dst[c] = krows[c][e];
-      for (int c = count; c < kKeyTile; ++c) dst[c] = 0.0f;
-    }
-    for (int h = 0; h < heads; ++h) {
-      float* sc = score + h * kKeyTile;
-      for (int c = 0; c < kKeyTile; ++c) sc[c] = 0.0f;
-      for (int i = 0; i < d; ++i) {
-        const float qv = q[h * d + i];
-        const float* krow = kt + (h * d + i) * kKeyTile;
-#pragma omp simd
-        for (int c = 0; c < kKeyTile; ++c) sc[c] += qv * krow[c];
-      }
-      for (int c = 0; c < count; ++c) sc[c] *= p.scale;
-    }
-    for (int h = 0; h < heads; ++h) {
-      float* sc = score + h * kKeyTile;
-      float tile_max = sc[0];
-      for (int c = 1; c < count; ++c) tile_max = std::max(tile_max, sc[c]);
-      const float new_max = std::max(m[h], tile_max);
-      const float correction = std::exp(m[h] - new_max);
-      float sum = 0.0f;
-      for (int c = 0; c < count; ++c) sum += (sc[c] = std::exp(sc[c] - new_max));
-      l[h] = l[h] * correction + sum;
-      m[h] = new_max;
-      if (correction != 1.0f) {
-        float* a = acc + h * d;
-#pragma omp simd
-        for (int i = 0; i < d; ++i) a[i] *= correction;
-      }
-    }
-    for (int c = 0; c < count; ++c) {
-      const float* vrow = cache_row(p, p.v_cache, slots[c], static_cast<int64_t>(h0) * d, heads * d, v_buf);
-      for (int h = 0; h < heads; ++h) {
-        const float w = score[h * kKeyTile + c];
-        float* a = acc + h * d;
-        const float* v = vrow + h * d;
-#pragma omp simd
-        for (int i = 0; i < d; ++i) a[i] += w * v[i];
-      }
-    }
-  }
-  float* out = p.out + (p.cu_q[seq] + q_len - 1) * row_stride + h0 * d;
-  for (int h = 0; h < heads; ++h) {
-    const float inv = 1.0f / l[h];
-    for (int i = 0; i < d; ++i) out[h * d + i] = acc[h * d + i] * inv;
-  }
-}
-
-void decode_sequences(const AttentionParams& p, const std::vector<int>& seqs) {
-  // Split heads into groups only as far as needed to give every thread work.
-  const int n = static_cast<int>(seqs.size());
-  const int groups = std::min(p.heads, std::max(1, (num_threads() + n - 1) / std::max(n, 1)));
-  const int64_t items = static_cast<int64_t>(n) * groups;
-  int64_t keys = 0;
-  for (int s : seqs) keys += p.context_lens[s];
-  const int64_t per_item = 2 * keys / std::max(n, 1) * p.head_size * p.heads / groups;
-  parallel_for_cost(items, per_item, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scratch;
-    const size_t need = static_cast<size_t>(p.heads) * (2 * p.head_size + 2 + kKeyTile) +
-                        2 * static_cast<size_t>(p.heads) * p.head_size * kKeyTile;
-    if (scratch.size() < need) scratch.resize(need);
-    for (int64_t i = begin; i < end; ++i) {
-      const int seq = seqs[static_cast<size_t>(i / groups)];
-      const int g = static_cast<int>(i % groups);
-      attend_one_query(p, seq, g * p.heads / groups, (g + 1) * p.heads / groups, scratch.data());
-    }
-  });
-}
 
 }  // namespace
 
@@ -239,9 +243,11 @@ void decode_attention(const AttentionParams& p) {
 }
 
 void prefill_attention(const AttentionParams& p) {
+  check_params(p);
+  const AttentionKernels k = kernels_for(active_isa());
+  const auto prefill = p.kv_dtype == DType::F16 ? k.prefill_f16 : k.prefill_f32;
   // A sequence that brings one token (a decode riding along in a prefill
-  // step) goes through the decode kernel, so its result never depends on
-  // whether a prefill shares its step.
+  // step) goes through the decode kernel: the same bits, read faster.
   std::vector<WorkItem> items;
   std::vector<int> single;
   for (int s = 0; s < p.num_seqs; ++s) {
@@ -260,10 +266,31 @@ void prefill_attention(const AttentionParams& p) {
                   (p.context_lens[w.seq] - (p.cu_q[w.seq + 1] - p.cu_q[w.seq]) + w.j1) * p.head_size;
   const int64_t per_item = items.empty() ? 1 : total_cost / static_cast<int64_t>(items.size()) * 2;
   parallel_for_cost(static_cast<int64_t>(items.size()), per_item, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      attend_rows(p, items[i].seq, items[i].head, items[i].j0, items[i].j1);
+    for (int64_t i = begin; i < end; ++i) prefill(p, items[i].seq, items[i].head, items[i].j0, items[i].j1);
   });
   if (!single.empty()) decode_sequences(p, single);
+}
+
+namespace {
+
+// Element `i` of head `h` of a cached token, whatever the cache's dtype.
+float cached(const AttentionParams& p, const void* cache, int64_t index) {
+  return p.kv_dtype == DType::F16 ? f16_to_f32(static_cast<const uint16_t*>(cache)[index])
+                                  : static_cast<const float*>(cache)[index];
+}
+
+int64_t block_of(const AttentionParams& p, int seq, int pos) {
+  return p.block_tables[static_cast<int64_t>(seq) * p.max_blocks_per_seq + pos / p.block_size];
+}
+
+}  // namespace
+
+int64_t key_cache_index(int64_t block, int offset, int head, int i, int heads, int head_size, int block_size) {
+  return ((block * heads + head) * head_size + i) * block_size + offset;
+}
+
+int64_t value_cache_index(int64_t block, int offset, int head, int i, int heads, int head_size, int block_size) {
+  return ((block * block_size + offset) * heads + head) * head_size + i;
 }
 
 void attention_reference(const AttentionParams& p) {
@@ -278,11 +305,12 @@ void attention_reference(const AttentionParams& p) {
         const int keys = start + j + 1;
         std::vector<double> scores(static_cast<size_t>(keys));
         double max_score = -1e300;
-        std::vector<float> k_buf(static_cast<size_t>(d)), v_buf(static_cast<size_t>(d));
         for (int k = 0; k < keys; ++k) {
-          const float* kp = cache_row(p, p.k_cache, slot_of(p, s, k), static_cast<int64_t>(h) * d, d, k_buf.data());
+          const int64_t block = block_of(p, s, k);
           double dotv = 0.0;
-          for (int i = 0; i < d; ++i) dotv += static_cast<double>(q[i]) * kp[i];
+          for (int i = 0; i < d; ++i)
+            dotv += static_cast<double>(q[i]) *
+                    cached(p, p.k_cache, key_cache_index(block, k % p.block_size, h, i, p.heads, d, p.block_size));
           scores[k] = dotv * p.scale;
           max_score = std::max(max_score, scores[k]);
         }
@@ -291,8 +319,10 @@ void attention_reference(const AttentionParams& p) {
         float* out = p.out + (p.cu_q[s] + j) * row_stride + h * d;
         std::vector<double> sum(static_cast<size_t>(d), 0.0);
         for (int k = 0; k < keys; ++k) {
-          const float* vp = cache_row(p, p.v_cache, slot_of(p, s, k), static_cast<int64_t>(h) * d, d, v_buf.data());
-          for (int i = 0; i < d; ++i) sum[i] += scores[k] * vp[i];
+          const int64_t block = block_of(p, s, k);
+          for (int i = 0; i < d; ++i)
+            sum[i] += scores[k] *
+                      cached(p, p.v_cache, value_cache_index(block, k % p.block_size, h, i, p.heads, d, p.block_size));
         }
         for (int i = 0; i < d; ++i) out[i] = static_cast<float>(sum[i] / total);
       }

@@ -57,9 +57,9 @@ class CpuBackend final : public Backend {
   void rotary_and_cache(const float* qkv, int64_t tokens, int heads, int head_size,
                         int rotary_dims, const float* cos, const float* sin,
                         const int64_t* slots, float* q_out, void* k_cache, void* v_cache,
-                        DType kv_dtype) override {
+                        DType kv_dtype, int block_size) override {
     cpu::rotary_and_cache(qkv, tokens, heads, head_size, rotary_dims, cos, sin, slots, q_out,
-                          k_cache, v_cache, kv_dtype);
+                          k_cache, v_cache, kv_dtype, block_size);
   }
   void prefill_attention(const AttentionParams& params) override {
     cpu::prefill_attention(params);

@@ -4,17 +4,17 @@
 
 #include <cstdint>
 
+#include "core/isa.h"
 #include "kernels/backend.h"
 
 namespace flashneox::cpu {
 
-// Which instruction set the hot kernels use; FLASHNEOX_ISA=scalar|avx2|avx512
-// forces a lower one so every path can be tested on one machine.
-enum class Isa { Scalar, Avx2, Avx512 };
-Isa active_isa();
-Isa supported_isa();         // the best this CPU (and FLASHNEOX_ISA) allows
-void limit_isa(Isa isa);     // tests: use at most this ISA from now on
-const char* isa_name(Isa isa);
+// Which instruction set the kernels use (core/isa.h).
+using ::flashneox::active_isa;
+using ::flashneox::Isa;
+using ::flashneox::isa_name;
+using ::flashneox::limit_isa;
+using ::flashneox::supported_isa;
 
 // Weights must be packed (WeightLayout::Panels32, see prepare_weight).
 void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
@@ -39,12 +39,19 @@ void add(float* x, const float* a, const float* b, int64_t count);
 
 void rotary_and_cache(const float* qkv, int64_t tokens, int heads, int head_size,
                       int rotary_dims, const float* cos, const float* sin, const int64_t* slots,
-                      float* q_out, void* k_cache, void* v_cache, DType kv_dtype);
+                      float* q_out, void* k_cache, void* v_cache, DType kv_dtype, int block_size);
 
 // Vector f16 <-> f32 for KV rows (F16C / AVX-512 where the CPU has them).
 void widen_f16(const uint16_t* src, float* dst, int64_t n);
 void narrow_f16(const float* src, uint16_t* dst, int64_t n);
 
+// The paged cache's element order (backend.h): K blocks [heads][head_size][block_size]
+// (keys side by side), V blocks [block_size][heads][head_size].
+int64_t key_cache_index(int64_t block, int offset, int head, int i, int heads, int head_size, int block_size);
+int64_t value_cache_index(int64_t block, int offset, int head, int i, int heads, int head_size, int block_size);
+
+// Every FLASHNEOX_ISA path gives the same bits, and a token the same bits
+// whether it is decoded or recomputed among a prefill's rows.
 void prefill_attention(const AttentionParams& p);
 void decode_attention(const AttentionParams& p);
 

@@ -1,7 +1,7 @@
 // Row-wise and element-wise kernels: embedding lookup, layer norm, GELU, adds.
 #include <cmath>
 
-#include "core/isa_clones.h"
+#include "core/isa.h"
 #include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -18,8 +18,8 @@ void embed(const WeightMatrix& embedding, const int32_t* ids, int64_t tokens, fl
 
 namespace {
 
-FLASHNEOX_ISA_CLONES void layer_norm_row(
-    const float* row, int64_t n, const float* gamma, const float* beta, float eps, float* dst) {
+FLASHNEOX_LOOP_BODY void layer_norm_row_body(const float* row, int64_t n, const float* gamma, const float* beta,
+                                             float eps, float* dst) {
   // Two passes in double: the mean and variance of a 6k-wide row in f32
   // lose digits that the parity tests notice.
   double sum = 0.0;
@@ -35,6 +35,9 @@ FLASHNEOX_ISA_CLONES void layer_norm_row(
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) dst[i] = (row[i] - fmean) * inv * gamma[i] + beta[i];
 }
+FLASHNEOX_PER_ISA(void, layer_norm_row,
+                  (const float* row, int64_t n, const float* gamma, const float* beta, float eps, float* dst),
+                  (row, n, gamma, beta, eps, dst))
 
 // erf(x) to 1.5e-7 (Abramowitz & Stegun 7.1.26), branch-free so the loop
 // vectorises; libm's erff is a scalar call per element.
@@ -46,17 +49,19 @@ inline float erf_approx(float x) {
   return x < 0 ? -y : y;
 }
 
-FLASHNEOX_ISA_CLONES void gelu_erf(float* x, int64_t begin, int64_t end) {
+FLASHNEOX_LOOP_BODY void gelu_erf_body(float* x, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * 0.70710678118654752f));
 }
+FLASHNEOX_PER_ISA(void, gelu_erf, (float* x, int64_t begin, int64_t end), (x, begin, end))
 
-FLASHNEOX_ISA_CLONES void gelu_tanh(float* x, int64_t begin, int64_t end) {
+FLASHNEOX_LOOP_BODY void gelu_tanh_body(float* x, int64_t begin, int64_t end) {
   const float k = 0.7978845608028654f;  // sqrt(2 / pi)
   for (int64_t i = begin; i < end; ++i) {
     const float v = x[i];
     x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * v * v * v)));
   }
 }
+FLASHNEOX_PER_ISA(void, gelu_tanh, (float* x, int64_t begin, int64_t end), (x, begin, end))
 
 }  // namespace
 

@@ -1,6 +1,6 @@
 // f16 <-> f32 for KV-cache rows, vectorised where the CPU allows.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include "core/isa_clones.h"
+#include "core/isa.h"
 #include "kernels/cpu/cpu_kernels.h"
 #if FLASHNEOX_X86
 #include <immintrin.h>

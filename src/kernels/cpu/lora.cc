@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "core/isa_clones.h"
+#include "core/isa.h"
 #include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -18,17 +18,19 @@ namespace flashneox::cpu {
 
 namespace {
 
-FLASHNEOX_ISA_CLONES float dot(const float* x, const float* w, int64_t n) {
+FLASHNEOX_LOOP_BODY float dot_body(const float* x, const float* w, int64_t n) {
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t k = 0; k < n; ++k) sum += x[k] * w[k];
   return sum;
 }
+FLASHNEOX_PER_ISA(float, dot, (const float* x, const float* w, int64_t n), (x, w, n))
 
-FLASHNEOX_ISA_CLONES void axpy(float c, const float* w, float* y, int64_t n) {
+FLASHNEOX_LOOP_BODY void axpy_body(float c, const float* w, float* y, int64_t n) {
 #pragma omp simd
   for (int64_t o = 0; o < n; ++o) y[o] += c * w[o];
 }
+FLASHNEOX_PER_ISA(void, axpy, (float c, const float* w, float* y, int64_t n), (c, w, y, n))
 
 // Elements [from, to) of row j of a [rows, cols] matrix of the segment's
 // dtype, as f32: in place, or widened from f16 into `scratch`.

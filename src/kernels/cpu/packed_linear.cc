@@ -18,7 +18,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
-#include "core/isa_clones.h"
+#include "core/isa.h"
 #include "kernels/cpu/cpu_kernels.h"
 #if FLASHNEOX_X86
 #include <immintrin.h>

@@ -14,7 +14,7 @@
 #include <cstring>
 #include <vector>
 
-#include "core/isa_clones.h"
+#include "core/isa.h"
 #include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
 #if FLASHNEOX_X86
@@ -44,8 +44,7 @@ bool has_vnni() {
 
 // Row quantization: u8 = round(x / scale) + 128, scale = absmax / 127
 // (round half away from zero, branch-free so the loop vectorises).
-FLASHNEOX_ISA_CLONES float quantize_row(const float* row, int64_t k,
-                                                                               int64_t kp, uint8_t* dst) {
+FLASHNEOX_LOOP_BODY float quantize_row_body(const float* row, int64_t k, int64_t kp, uint8_t* dst) {
   float amax = 0.0f;
   for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(row[i]));
   const float scale = amax > 0.0f ? amax / 127.0f : 1.0f;
@@ -57,6 +56,7 @@ FLASHNEOX_ISA_CLONES float quantize_row(const float* row, int64_t k,
   for (int64_t i = k; i < kp; ++i) dst[i] = 128;  // zero after the offset
   return scale;
 }
+FLASHNEOX_PER_ISA(float, quantize_row, (const float* row, int64_t k, int64_t kp, uint8_t* dst), (row, k, kp, dst))
 
 void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, uint8_t* q, float* scales) {
   parallel_for_cost(m, 4 * k, [&](int64_t begin, int64_t end) {

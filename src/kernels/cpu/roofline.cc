@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/isa_clones.h"
+#include "core/isa.h"
 #include "kernels/cpu/cpu_kernels.h"
 #if FLASHNEOX_X86
 #include <immintrin.h>

@@ -1,10 +1,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/isa_clones.h"
-#include "kernels/cpu/cpu_kernels.h"
+#include "core/isa.h"
 
-namespace flashneox::cpu {
+namespace flashneox {
 
 namespace {
 Isa detect() {
@@ -50,4 +49,4 @@ const char* isa_name(Isa isa) {
   return "?";
 }
 
-}  // namespace flashneox::cpu
+}  // namespace flashneox
