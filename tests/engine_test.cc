@@ -627,6 +627,35 @@ TEST(Sampler, AnyPositiveTemperatureIsFiniteAndTinyOnesAreGreedy) {
   EXPECT_NEAR(c.logprob, -std::log(6.0f), 1e-5);
 }
 
+// Greedy without log-probabilities takes the same token and reports 0, with
+// and without a grammar; asking for alternatives computes it anyway.
+TEST(Sampler, GreedySkipsTheLogSoftmaxWhenNotAsked) {
+  const std::vector<float> base = {1.0f, 3.0f, 2.0f, 0.5f, 2.9f, -1.0f};
+  TokenCounts none;
+  std::mt19937_64 rng(1);
+  Sampler::Constraint not_one{[](int32_t id) { return id != 1; }, [] {
+                                static const uint64_t allowed = 0b111101;
+                                return &allowed;
+                              }};
+  const std::vector<const Sampler::Constraint*> constraints = {nullptr, &not_one};
+  for (const Sampler::Constraint* constraint : constraints) {
+    SamplingParams with, without, alternatives;
+    without.logprobs = false;
+    alternatives.logprobs = false;
+    alternatives.top_n_tokens = 2;
+    std::vector<float> a = base, b = base, c = base;
+    const TokenChoice asked = Sampler::choose(a.data(), 6, with, none, rng, constraint);
+    const TokenChoice plain = Sampler::choose(b.data(), 6, without, none, rng, constraint);
+    const TokenChoice alts = Sampler::choose(c.data(), 6, alternatives, none, rng, constraint);
+    EXPECT_EQ(asked.id, constraint ? 4 : 1);
+    EXPECT_EQ(plain.id, asked.id);
+    EXPECT_LT(asked.logprob, 0.0f);
+    EXPECT_EQ(plain.logprob, 0.0f);
+    EXPECT_EQ(alts.logprob, asked.logprob);
+    EXPECT_EQ(alts.top.size(), 2u);
+  }
+}
+
 TEST(Sampler, FiltersAndSeeds) {
   const int vocab = 6;
   const std::vector<float> base = {1.0f, 3.0f, 2.0f, 0.5f, 2.9f, -1.0f};

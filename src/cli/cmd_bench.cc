@@ -81,6 +81,7 @@ Result run_one(Engine& engine, int batch, int prompt, int new_tokens, uint64_t s
     for (int t = 0; t < prompt; ++t) r.prompt.push_back(token(rng));
     r.params.max_new_tokens = new_tokens;
     r.params.ignore_eos_token = true;
+    r.params.logprobs = false;  // greedy text, as a plain /generate asks
     if (!adapters.empty()) r.adapter = adapters[static_cast<size_t>(b) % adapters.size()];
     handles.push_back(engine.submit(std::move(r)));
   }
@@ -241,7 +242,9 @@ int run_bench(int argc, char** argv) {
   const std::vector<int32_t> adapter_counts = parse_int_list(args.get("--adapters", "0"), "--adapters");
   const int adapter_rank = args.get_int("--adapter-rank", 16);
   const int shared_prefix = args.get_int("--shared-prefix", 0);
-  const int rounds = args.get_int("--rounds", 3);
+  // Shared-prefix and contention runs take 3 rounds unless told; the plain
+  // run one (each round runs every row once, in turn, and rows report medians).
+  const int rounds = args.get_int("--rounds", shared_prefix > 0 || args.has("--contend") ? 3 : 1);
   if (shared_prefix < 0) throw Error("--shared-prefix must not be negative");
   if (rounds < 1) throw Error("--rounds must be positive");
   if (adapter_rank < 1 || adapter_rank > 1024) throw Error("--adapter-rank must be between 1 and 1024");
@@ -314,21 +317,47 @@ int run_bench(int argc, char** argv) {
   if (!json_out) std::fprintf(stderr, "measuring this machine's read bandwidth and FMA peak ...\n");
   const double bandwidth = cpu::measure_read_bandwidth(threads);
   const double peak = cpu::measure_fma_peak(threads);
+  std::vector<std::vector<Result>> runs;  // [row][round]
+  for (int round = 0; round < rounds; ++round) {
+    size_t row = 0;
+    for (int p : prompts)
+      for (int b : batches)
+        for (int n : adapter_counts) {
+          std::vector<std::shared_ptr<const LoraAdapter>> use(pool.begin(), pool.begin() + n);
+          if (given) use = {given};
+          if (runs.size() <= row) runs.emplace_back();
+          runs[row].push_back(run_one(engine, b, p, new_tokens, 1000 + b * 7 + p + 7919 * round, use));
+          if (!json_out)
+            std::fprintf(stderr, "  prompt %d batch %d adapters %d: %.0f decode tokens/s\n", p, b,
+                         runs[row].back().adapters, runs[row].back().decode_tokens_per_s);
+          ++row;
+        }
+  }
+  // Each row's figures are medians over the rounds.
   std::vector<Result> results;
-  for (int p : prompts)
-    for (int b : batches)
-      for (int n : adapter_counts) {
-        std::vector<std::shared_ptr<const LoraAdapter>> use(pool.begin(), pool.begin() + n);
-        if (given) use = {given};
-        results.push_back(run_one(engine, b, p, new_tokens, 1000 + b * 7 + p, use));
-        if (!json_out)
-          std::fprintf(stderr, "  prompt %d batch %d adapters %d: %.0f decode tokens/s\n", p, b, results.back().adapters,
-                       results.back().decode_tokens_per_s);
-      }
+  for (std::vector<Result>& row : runs) {
+    Result r = row.front();
+    auto median = [&](double Result::*field) {
+      std::vector<double> v;
+      for (const Result& x : row) v.push_back(x.*field);
+      std::sort(v.begin(), v.end());
+      return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+    };
+    for (double Result::*field : {&Result::prefill_tokens_per_s, &Result::decode_tokens_per_s, &Result::ttft_ms,
+                                  &Result::decode_bytes_per_s, &Result::prefill_flops_per_s})
+      r.*field = median(field);
+    results.push_back(r);
+  }
   // Each row against the base-model row of the same prompt and batch.
   auto base_of = [&](const Result& r) -> const Result* {
     for (const Result& o : results)
       if (o.prompt == r.prompt && o.batch == r.batch && o.adapters == 0) return &o;
+    return nullptr;
+  };
+  // Aggregate decode against batch 1 of the same prompt and adapters.
+  auto batch1_of = [&](const Result& r) -> const Result* {
+    for (const Result& o : results)
+      if (o.prompt == r.prompt && o.batch == 1 && o.adapters == r.adapters) return &o;
     return nullptr;
   };
   const size_t rss = resident_bytes();
@@ -342,6 +371,8 @@ int run_bench(int argc, char** argv) {
       out["results"].push_back({{"batch", r.batch}, {"prompt", r.prompt}, {"adapters", r.adapters},
                                 {"decode_vs_base", base_of(r) ? nlohmann::json(r.decode_tokens_per_s / base_of(r)->decode_tokens_per_s)
                                                               : nlohmann::json(nullptr)},
+                                {"decode_vs_batch1", batch1_of(r) ? nlohmann::json(r.decode_tokens_per_s / batch1_of(r)->decode_tokens_per_s)
+                                                                  : nlohmann::json(nullptr)},
                                 {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                                 {"decode_tokens_per_s", r.decode_tokens_per_s}, {"ttft_ms", r.ttft_ms},
                                 {"decode_bandwidth_ratio", r.decode_bytes_per_s / bandwidth},
@@ -354,15 +385,19 @@ int run_bench(int argc, char** argv) {
               new_tokens, rss / 1048576.0);
   std::printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (measured now)\n\n", bandwidth / 1e9,
               peak / 1e9);
-  std::printf("%7s %6s %8s %14s %9s %13s %15s %17s %19s\n", "prompt", "batch", "adapters", "prefill tok/s", "TTFT ms",
-              "decode tok/s", "decode vs base", "decode % of BW", "prefill % of peak");
+  if (rounds > 1) std::printf("medians of %d rounds, rows in turn\n", rounds);
+  std::printf("%7s %6s %8s %14s %9s %13s %15s %11s %17s %19s\n", "prompt", "batch", "adapters", "prefill tok/s",
+              "TTFT ms", "decode tok/s", "decode vs base", "vs batch 1", "decode % of BW", "prefill % of peak");
   for (const Result& r : results) {
     const Result* base = base_of(r);
-    char ratio[32] = "-";
+    const Result* one = batch1_of(r);
+    char ratio[32] = "-", vs_one[32] = "-";
     if (base && base->decode_tokens_per_s > 0)
       std::snprintf(ratio, sizeof ratio, "%.2f", r.decode_tokens_per_s / base->decode_tokens_per_s);
-    std::printf("%7d %6d %8d %14.0f %9.1f %13.1f %15s %16.0f%% %18.0f%%\n", r.prompt, r.batch, r.adapters,
-                r.prefill_tokens_per_s, r.ttft_ms, r.decode_tokens_per_s, ratio,
+    if (one && one->decode_tokens_per_s > 0)
+      std::snprintf(vs_one, sizeof vs_one, "%.2f", r.decode_tokens_per_s / one->decode_tokens_per_s);
+    std::printf("%7d %6d %8d %14.0f %9.1f %13.1f %15s %11s %16.0f%% %18.0f%%\n", r.prompt, r.batch, r.adapters,
+                r.prefill_tokens_per_s, r.ttft_ms, r.decode_tokens_per_s, ratio, vs_one,
                 100.0 * r.decode_bytes_per_s / bandwidth, peak > 0 ? 100.0 * r.prefill_flops_per_s / peak : 0.0);
   }
   return 0;

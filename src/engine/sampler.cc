@@ -200,7 +200,7 @@ double full_log_normaliser(const float* logits, int32_t vocab, const SamplingPar
 TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& p,
                             const TokenCounts& history, std::mt19937_64& rng, const Constraint* constraint) {
   apply_penalties(logits, p, history);
-  if (!constraint) return pick(logits, vocab, p, rng, nullptr);
+  if (!constraint) return pick(logits, vocab, p, rng, nullptr, p.logprobs);
   // The model's own first choice, when it fits, is the constrained choice:
   // exactly for greedy; for plain sampling too, since a draw from p that is
   // kept when it fits and otherwise redrawn from p restricted to the tokens
@@ -217,7 +217,7 @@ TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& 
   std::optional<double> full;
   if (first_choice_may_do) {
     if (!p.sampling()) {
-      full = std::log(static_cast<double>(sum_exp(logits, vocab, max)));
+      if (p.logprobs) full = std::log(static_cast<double>(sum_exp(logits, vocab, max)));
       TokenChoice choice;
       choice.id = best;
       if (!constraint->fits(best)) {
@@ -232,7 +232,7 @@ TokenChoice Sampler::choose(float* logits, int32_t vocab, const SamplingParams& 
             if (i < vocab && (choice.id < 0 || logits[i] > top)) top = logits[i], choice.id = i;
           }
       }
-      choice.logprob = static_cast<float>(logits[choice.id] - max - *full);
+      if (full) choice.logprob = static_cast<float>(logits[choice.id] - max - *full);
       return choice;
     } else {
       TokenChoice first = pick(logits, vocab, p, rng, nullptr);

@@ -26,6 +26,10 @@ struct SamplingParams {
   bool ignore_eos_token = false;
   int top_n_tokens = 0;                // alternatives reported per token, [0, 10]
   bool decoder_input_details = false;  // log-probabilities of the prompt tokens
+  // The chosen token's log-probability is reported. Off, greedy decoding
+  // skips a pass over the vocabulary per token and reports 0 (sampling gets
+  // it for free; top_n_tokens > 0 computes it anyway).
+  bool logprobs = true;
   // Constrained decoding: only tokens that keep the text inside the grammar,
   // and EOS once it is complete. Shared by copies; used by the engine thread.
   std::shared_ptr<Grammar> grammar;

@@ -120,6 +120,7 @@ GenerateCall parse_generate_body(const std::string& body, const Tokenizer& token
   p.ignore_eos_token = f.boolean("ignore_eos_token").value_or(false);
   p.decoder_input_details = f.boolean("decoder_input_details").value_or(false);
   call.details = f.boolean("details").value_or(false);
+  p.logprobs = call.details || call.stream;  // what the response shows (stream events carry each token's)
   call.return_full_text = f.boolean("return_full_text").value_or(false);
   if (auto v = f.integer("best_of", 1, INT32_MAX); v && *v != 1)
     throw validation_error("`best_of` other than 1 is not supported by this server");

@@ -121,7 +121,9 @@ OpenAiCall parse_completions_body(const std::string& body, const Tokenizer& toke
   }
   read_common(f, call, "max_tokens", 16, body);
   call.echo = f.boolean("echo").value_or(false);
+  call.request.params.logprobs = false;
   if (auto v = f.integer("logprobs", 0, 5)) {
+    call.request.params.logprobs = true;
     call.logprobs = static_cast<int>(*v);
     call.request.params.top_n_tokens = call.logprobs;
     call.request.params.decoder_input_details = call.echo;  // the prompt's own log-probabilities
@@ -143,6 +145,7 @@ OpenAiCall parse_chat_body(const std::string& body, const Tokenizer& tokenizer, 
   if (!messages) throw validation_error("`messages` is required");
   read_common(f, call, "max_completion_tokens", 256, body);
   call.chat_logprobs = f.boolean("logprobs").value_or(false);
+  call.request.params.logprobs = call.chat_logprobs;
   const auto top = f.integer("top_logprobs", 0, 10);
   if (top && !call.chat_logprobs) throw validation_error("`top_logprobs` needs `logprobs: true`");
   call.request.params.top_n_tokens = static_cast<int>(top.value_or(0));

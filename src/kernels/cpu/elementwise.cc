@@ -4,6 +4,7 @@
 #include "core/isa.h"
 #include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/lanes16.h"
 
 namespace flashneox::cpu {
 
@@ -39,13 +40,13 @@ FLASHNEOX_PER_ISA(void, layer_norm_row,
                   (const float* row, int64_t n, const float* gamma, const float* beta, float eps, float* dst),
                   (row, n, gamma, beta, eps, dst))
 
-// erf(x) to 1.5e-7 (Abramowitz & Stegun 7.1.26), branch-free so the loop
-// vectorises; libm's erff is a scalar call per element.
+// erf(x) to 1.5e-7 (Abramowitz & Stegun 7.1.26), branch-free and with our
+// own exp so the loop vectorises; libm's erff and expf are a call per element.
 inline float erf_approx(float x) {
   const float a = x < 0 ? -x : x;
   const float t = 1.0f / (1.0f + 0.3275911f * a);
   const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-  const float y = 1.0f - poly * std::exp(-a * a);
+  const float y = 1.0f - poly * exp_lane(-a * a);
   return x < 0 ? -y : y;
 }
 
