@@ -86,10 +86,10 @@ int run_serve(int argc, char** argv) {
   sigaction(SIGTERM, &action, nullptr);
   std::fprintf(stderr,
                "flashneox: %s (%d layers, hidden %d, %.1f MiB weights), KV cache %.1f MiB "
-               "(%d tokens), max_total_tokens %d\n",
+               "(%d tokens), activations up to %.1f MiB, max_total_tokens %d\n",
                options.model_id.c_str(), c.num_layers, c.hidden_size, weight_bytes / 1048576.0,
                engine.kv_cache_bytes() / 1048576.0, engine.stats().kv_blocks_total * engine.options().block_size,
-               engine.options().max_total_tokens);
+               engine.workspace_bytes() / 1048576.0, engine.options().max_total_tokens);
   server.start();
   std::fprintf(stderr, "flashneox: serving on http://%s:%d (playground at /)%s\n", options.host.c_str(), port,
                options.api_key.empty() ? "" : ", API key required");

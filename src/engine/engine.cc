@@ -76,6 +76,8 @@ Engine::Engine(std::shared_ptr<GptNeoxModel> model, std::shared_ptr<const Tokeni
   if (o.max_batch_total_tokens < o.max_total_tokens)
     throw Error("max_batch_total_tokens must be at least max_total_tokens");
   cache_ = model_->make_cache(num_blocks, o.block_size, o.kv_cache_dtype);
+  // A step holds at most the prefill budget plus one decode token per sequence.
+  workspace_.reserve(c, static_cast<int64_t>(o.max_batch_prefill_tokens) + o.max_batch_size);
   blocks_ = std::make_unique<BlockManager>(num_blocks, o.block_size, o.prefix_caching);
 }
 
@@ -275,7 +277,7 @@ void Engine::run(std::vector<Planned>& work) {
     prefill = prefill || w.count > 1 || s.computed == 0;
   }
   const ForwardBatch batch = make_batch(steps, options_.block_size, prefill);
-  ForwardOutput out = model_->forward(batch, *cache_);
+  ForwardOutput out = model_->forward(batch, *cache_, &workspace_);
   metrics_.batch_size.observe(static_cast<double>(work.size()));
   const int32_t vocab = model_->config().vocab_size;
   int64_t row = 0;

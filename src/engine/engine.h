@@ -98,6 +98,7 @@ class Engine {
   const GptNeoxModel& model() const { return *model_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   size_t kv_cache_bytes() const { return cache_->bytes(); }
+  size_t workspace_bytes() const { return workspace_.bytes(); }  // activations of the largest step
 
  private:
   struct Sequence;
@@ -120,6 +121,7 @@ class Engine {
   std::shared_ptr<const Tokenizer> tokenizer_;
   EngineOptions options_;
   std::unique_ptr<KvCache> cache_;
+  ForwardWorkspace workspace_;  // sized at start for the largest step
   std::unique_ptr<BlockManager> blocks_;
   EngineMetrics metrics_;
   std::unique_ptr<TokenTrie> token_trie_;  // built when the first constrained request samples

@@ -110,7 +110,7 @@ void GptNeoxModel::rotary_tables(const ForwardBatch& b, const std::vector<int32_
   }
 }
 
-ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
+ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, ForwardWorkspace* workspace) {
   const ModelConfig& c = config_;
   Backend& be = *backend_;
   const int64_t T = b.num_tokens();
@@ -141,16 +141,22 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
   std::vector<float> cos, sin;
   rotary_tables(b, cu_q, cos, sin);
 
-  std::vector<float> x(static_cast<size_t>(T * H));      // residual stream
-  std::vector<float> normed(x.size());                   // layer-norm output
-  std::vector<float> qkv(static_cast<size_t>(T * 3 * H));
-  std::vector<float> q(x.size()), attn(x.size()), attn_out(x.size()), mlp_out(x.size());
-  std::vector<float> mlp_hidden(static_cast<size_t>(T * I));
-  be.embed(weights_.embed_in, b.input_ids.data(), T, x.data());
+  ForwardWorkspace own;
+  ForwardWorkspace& ws = workspace ? *workspace : own;
+  ws.reserve(c, T);
+  float* const x = ws.x();  // the residual stream
+  float* const normed = ws.normed();
+  float* const qkv = ws.qkv();
+  float* const q = ws.q();
+  float* const attn = ws.attn();
+  float* const attn_out = ws.attn_out();
+  float* const mlp_out = ws.mlp_out();
+  float* const mlp_hidden = ws.mlp_hidden();
+  be.embed(weights_.embed_in, b.input_ids.data(), T, x);
 
   AttentionParams ap;
-  ap.q = q.data();
-  ap.out = attn.data();
+  ap.q = q;
+  ap.out = attn;
   ap.heads = c.num_heads;
   ap.head_size = c.head_size;
   ap.block_size = cache.block_size();
@@ -189,11 +195,11 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
 
   const float eps = static_cast<float>(c.layer_norm_eps);
   auto mlp = [&](int l, const LayerWeights& lw, const float* input) {
-    be.linear(input, T, lw.fc_in, lw.fc_in_bias.data(), mlp_hidden.data());
-    lora(l, LoraModule::FcIn, input, H, mlp_hidden.data(), I);
-    be.activation(mlp_hidden.data(), T * I, c.activation);
-    be.linear(mlp_hidden.data(), T, lw.fc_out, lw.fc_out_bias.data(), mlp_out.data());
-    lora(l, LoraModule::FcOut, mlp_hidden.data(), I, mlp_out.data(), H);
+    be.linear(input, T, lw.fc_in, lw.fc_in_bias.data(), mlp_hidden);
+    lora(l, LoraModule::FcIn, input, H, mlp_hidden, I);
+    be.activation(mlp_hidden, T * I, c.activation);
+    be.linear(mlp_hidden, T, lw.fc_out, lw.fc_out_bias.data(), mlp_out);
+    lora(l, LoraModule::FcOut, mlp_hidden, I, mlp_out, H);
   };
   auto bias_or_null = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
 
@@ -213,12 +219,12 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
 
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& lw = weights_.layers[l];
-    if (b.keep_layer_hidden) gather_rows(x.data(), out.layer_hidden.data() + l * kept_rows * H);
-    be.layer_norm(x.data(), T, H, lw.ln1_weight.data(), lw.ln1_bias.data(), eps, normed.data());
-    be.linear(normed.data(), T, lw.qkv, bias_or_null(lw.qkv_bias), qkv.data());
-    lora(l, LoraModule::Qkv, normed.data(), H, qkv.data(), 3 * H);
-    be.rotary_and_cache(qkv.data(), T, c.num_heads, c.head_size, c.rotary_dims, cos.data(),
-                        sin.data(), b.slots.data(), q.data(), cache.keys(l), cache.values(l),
+    if (b.keep_layer_hidden) gather_rows(x, out.layer_hidden.data() + l * kept_rows * H);
+    be.layer_norm(x, T, H, lw.ln1_weight.data(), lw.ln1_bias.data(), eps, normed);
+    be.linear(normed, T, lw.qkv, bias_or_null(lw.qkv_bias), qkv);
+    lora(l, LoraModule::Qkv, normed, H, qkv, 3 * H);
+    be.rotary_and_cache(qkv, T, c.num_heads, c.head_size, c.rotary_dims, cos.data(),
+                        sin.data(), b.slots.data(), q, cache.keys(l), cache.values(l),
                         cache.dtype(), cache.block_size());
     ap.k_cache = cache.keys(l);
     ap.v_cache = cache.values(l);
@@ -226,26 +232,26 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache) {
       be.prefill_attention(ap);
     else
       be.decode_attention(ap);
-    be.linear(attn.data(), T, lw.dense, bias_or_null(lw.dense_bias), attn_out.data());
-    lora(l, LoraModule::Dense, attn.data(), H, attn_out.data(), H);
+    be.linear(attn, T, lw.dense, bias_or_null(lw.dense_bias), attn_out);
+    lora(l, LoraModule::Dense, attn, H, attn_out, H);
     if (c.parallel_residual) {  // x' = x + attn(ln1(x)) + mlp(ln2(x))
-      be.layer_norm(x.data(), T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed.data());
-      mlp(l, lw, normed.data());
-      be.add(x.data(), attn_out.data(), mlp_out.data(), T * H);
+      be.layer_norm(x, T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed);
+      mlp(l, lw, normed);
+      be.add(x, attn_out, mlp_out, T * H);
     } else {  // h = x + attn(ln1(x)); x' = h + mlp(ln2(h))
-      be.add(x.data(), attn_out.data(), nullptr, T * H);
-      be.layer_norm(x.data(), T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed.data());
-      mlp(l, lw, normed.data());
-      be.add(x.data(), mlp_out.data(), nullptr, T * H);
+      be.add(x, attn_out, nullptr, T * H);
+      be.layer_norm(x, T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed);
+      mlp(l, lw, normed);
+      be.add(x, mlp_out, nullptr, T * H);
     }
   }
 
   // Keep only the rows asked for before the final norm and the LM head.
-  const float* kept = x.data();
+  const float* kept = x;
   std::vector<float> gathered;
   if (!b.lm_head_indices.empty()) {
     gathered.resize(static_cast<size_t>(kept_rows * H));
-    gather_rows(x.data(), gathered.data());
+    gather_rows(x, gathered.data());
     kept = gathered.data();
   }
   out.hidden.resize(static_cast<size_t>(out.rows * H));

@@ -9,6 +9,7 @@
 #include "io/model_config.h"
 #include "kernels/backend.h"
 #include "model/forward_batch.h"
+#include "model/forward_workspace.h"
 #include "model/gpt_neox_weights.h"
 
 namespace flashneox {
@@ -32,7 +33,9 @@ class GptNeoxModel {
   // Runs one batch: writes each new token's K/V into its slot, attends over
   // the cached prefix plus the new tokens, and returns the kept rows.
   // Throws Error on a malformed batch (ids, slots or block tables out of range).
-  ForwardOutput forward(const ForwardBatch& batch, KvCache& cache);
+  // Activations live in `workspace` (grown to the batch if it is smaller);
+  // without one, a workspace for this call alone.
+  ForwardOutput forward(const ForwardBatch& batch, KvCache& cache, ForwardWorkspace* workspace = nullptr);
 
  private:
   GptNeoxModel(std::string dir, ModelConfig config, ModelWeights weights,

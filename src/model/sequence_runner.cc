@@ -53,6 +53,7 @@ std::vector<SequenceResult> run_sequences(GptNeoxModel& model,
   int total_blocks = 0;
   const auto tables = plan_blocks(lengths, options, total_blocks);
   auto cache = model.make_cache(total_blocks, options.block_size, options.kv_dtype);
+  ForwardWorkspace workspace;  // one for every step, grown to the largest
   auto adapter_of = [&](size_t s) { return options.adapters.empty() ? nullptr : options.adapters.at(s); };
 
   std::vector<SequenceResult> results(sequences.size());
@@ -93,7 +94,7 @@ std::vector<SequenceResult> run_sequences(GptNeoxModel& model,
     if (steps.empty()) return false;
     ForwardBatch batch = make_batch(steps, options.block_size, prefill);
     batch.keep_layer_hidden = options.keep_layer_hidden;
-    ForwardOutput out = model.forward(batch, *cache);
+    ForwardOutput out = model.forward(batch, *cache, &workspace);
     store(out, owners, counts);
     for (size_t i = 0; i < owners.size(); ++i) done[owners[i]] += counts[i];
     return true;
@@ -120,6 +121,7 @@ std::vector<std::vector<int32_t>> greedy_continue(GptNeoxModel& model,
   int total_blocks = 0;
   const auto tables = plan_blocks(lengths, options, total_blocks);
   auto cache = model.make_cache(total_blocks, options.block_size, options.kv_dtype);
+  ForwardWorkspace workspace;  // one for every step, grown to the largest
   auto adapter_of = [&](size_t s) { return options.adapters.empty() ? nullptr : options.adapters.at(s); };
   std::vector<std::vector<int32_t>> generated(prompts.size());
   std::vector<std::vector<int32_t>> tokens = prompts;  // prompt + generated so far
@@ -135,13 +137,13 @@ std::vector<std::vector<int32_t>> greedy_continue(GptNeoxModel& model,
       first.push_back({prompts[s].data(), n, 0, &tables[s], false, adapter_of(s)});
       cached[s] = n;
     }
-    if (!first.empty()) model.forward(make_batch(first, options.block_size, true), *cache);
+    if (!first.empty()) model.forward(make_batch(first, options.block_size, true), *cache, &workspace);
   }
   std::vector<SequenceStep> fill;
   for (size_t s = 0; s < prompts.size(); ++s)
     fill.push_back({prompts[s].data() + cached[s], static_cast<int>(prompts[s].size()) - cached[s],
                     cached[s], &tables[s], false, adapter_of(s)});
-  ForwardOutput out = model.forward(make_batch(fill, options.block_size, true), *cache);
+  ForwardOutput out = model.forward(make_batch(fill, options.block_size, true), *cache, &workspace);
   for (int step = 0; step < steps; ++step) {
     for (size_t s = 0; s < prompts.size(); ++s) {
       const int32_t next = argmax(out.logits.data() + s * vocab, vocab);
@@ -153,7 +155,7 @@ std::vector<std::vector<int32_t>> greedy_continue(GptNeoxModel& model,
     for (size_t s = 0; s < prompts.size(); ++s)
       decode.push_back({&tokens[s].back(), 1, static_cast<int>(tokens[s].size()) - 1, &tables[s],
                         false, adapter_of(s)});
-    out = model.forward(make_batch(decode, options.block_size, false), *cache);
+    out = model.forward(make_batch(decode, options.block_size, false), *cache, &workspace);
   }
   return generated;
 }
