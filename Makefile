@@ -3,7 +3,7 @@ BUILD ?= build
 SAN_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test test-venv test-wheel test-sanitize test-tsan test-aarch64 clean fuzz fuzz-api bench-tokenizer bench-grammar serve bench-peers soak
+.PHONY: deps build test test-venv test-wheel test-sanitize test-tsan test-aarch64 clean fuzz fuzz-api bench-tokenizer bench-grammar serve bench-peers bench-race soak
 
 deps:
 	@./scripts/install-deps.sh
@@ -148,3 +148,12 @@ bench-peers: build $(BENCH_VENV)/bin/python
 	CMAKE_ARGS="-DGGML_NATIVE=ON" $(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt -r bench/requirements-torch.txt
 	$(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-160m.json
 	$(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-410m.json
+
+# flashneox against llama.cpp by context length (batch 1) and by batch (prompt
+# 128), Pythia-160M shape, f16 and 8-bit; RACE_ROUNDS alternating rounds.
+RACE_ROUNDS ?= 2
+RACE = $(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-160m.json --rounds $(RACE_ROUNDS) --new 64
+bench-race: build $(BENCH_VENV)/bin/python
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	for p in 128 512 1920; do $(RACE) --prompt $$p --engines flashneox-f16,llama-f16,flashneox-int8,llama-q8; done
+	for b in 8 32; do $(RACE) --prompt 128 --batch $$b --engines flashneox-f16,llama-f16; done

@@ -7,13 +7,18 @@ weights, same thread count, same prompt and generation lengths.
 
     make bench-peers                      # sets up the venv, builds, runs both shapes
     python bench/compare_peers.py --config bench/configs/pythia-160m.json [--threads 2]
-        [--prompt 128] [--new 128] [--rounds 3]
+        [--prompt 128] [--new 128] [--rounds 3] [--batch 1] [--engines flashneox-f16,llama-f16]
+    make bench-race                       # flashneox vs llama.cpp by context length and batch
 
 Each engine runs in its own process, alternately (A B C A B C ...), and the
 table reports the median over rounds and flashneox's speed over each peer's
 (above 1: flashneox is faster).
-Decode is batch 1, greedy; prefill is one prompt of --prompt tokens. flashneox
-keeps its KV cache in f16 here, as llama.cpp does by default.
+Decode is greedy; prefill is one prompt of --prompt tokens per sequence. With
+--batch N, N sequences decode together (llama.cpp through its batched
+llama_decode, one token of every sequence per call, as its batched-bench does;
+flashneox's engine, continuous batching) and tokens/s are aggregate; the
+single-sequence peers (CTranslate2, transformers) run only at batch 1.
+flashneox keeps its KV cache in f16 here, as llama.cpp does by default.
 """
 import argparse
 import json
@@ -176,6 +181,8 @@ def write_ctranslate2(path, cfg, w):
 def run_llama(args):
     import llama_cpp
     from llama_cpp import Llama
+    if args.batch > 1:
+        return run_llama_batched(args)
 
     def last_logits():
         # Llama.scores is filled only with logits_all=True (which would make
@@ -197,6 +204,55 @@ def run_llama(args):
         token = int(np.argmax(last_logits()))
     decode = time.perf_counter() - start
     return {"prefill_tokens_per_s": args.prompt / prefill, "decode_tokens_per_s": (args.new - 1) / decode}
+
+
+def run_llama_batched(args):
+    """`batch` sequences decoded together, llama.cpp's batched decoding (one
+    llama_decode per step with a token of every sequence), as its
+    batched-bench does."""
+    import llama_cpp
+    from llama_cpp import Llama
+    per_seq = args.prompt + args.new + 8
+    llm = Llama(model_path=args.path, n_threads=args.threads, n_threads_batch=args.threads,
+                n_ctx=args.batch * per_seq, n_batch=max(512, args.batch), n_ubatch=max(512, args.batch),
+                n_seq_max=args.batch, verbose=False)
+    ctx, vocab = llm.ctx, llm.n_vocab()
+    rng = np.random.default_rng(3)
+    prompts = [list(rng.integers(2, 50000, args.prompt)) for _ in range(args.batch)]
+    chunk = max(512, args.batch)
+    batch = llama_cpp.llama_batch_init(chunk, 0, args.batch)
+
+    def decode(items):  # items: (token, pos, seq, wants_logits)
+        for begin in range(0, len(items), chunk):
+            part = items[begin:begin + chunk]
+            batch.n_tokens = len(part)
+            for i, (tok, pos, seq, want) in enumerate(part):
+                batch.token[i] = int(tok)
+                batch.pos[i] = pos
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = seq
+                batch.logits[i] = want
+            if llama_cpp.llama_decode(ctx, batch) != 0:
+                raise RuntimeError("llama_decode failed")
+        return len(items[-chunk:]) if items else 0
+
+    def argmax(i):
+        return int(np.argmax(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, i), shape=(vocab,))))
+
+    start = time.perf_counter()
+    next_tokens = []
+    for s, prompt in enumerate(prompts):  # each prompt's last row keeps its logits
+        decode([(t, p, s, p == args.prompt - 1) for p, t in enumerate(prompt)])
+        next_tokens.append(argmax(-1))
+    prefill = time.perf_counter() - start
+    start = time.perf_counter()
+    for step in range(args.new - 1):
+        decode([(next_tokens[s], args.prompt + step, s, True) for s in range(args.batch)])
+        next_tokens = [argmax(s) for s in range(args.batch)]
+    decode_s = time.perf_counter() - start
+    llama_cpp.llama_batch_free(batch)
+    return {"prefill_tokens_per_s": args.batch * args.prompt / prefill,
+            "decode_tokens_per_s": args.batch * (args.new - 1) / decode_s}
 
 
 def run_ct2(args):
@@ -237,7 +293,7 @@ def run_flashneox(args):
     # An f16 KV cache, as llama.cpp keeps by default.
     out = subprocess.run([BINARY, "bench", "--model", args.path, "--dtype", args.dtype, "--kv-cache-dtype", "f16",
                           "--threads", str(args.threads),
-                          "--batch", "1", "--prompt", str(args.prompt), "--new", str(args.new), "--json"],
+                          "--batch", str(args.batch), "--prompt", str(args.prompt), "--new", str(args.new), "--json"],
                          check=True, capture_output=True, text=True).stdout
     r = json.loads(out)["results"][0]
     return {"prefill_tokens_per_s": r["prefill_tokens_per_s"], "decode_tokens_per_s": r["decode_tokens_per_s"]}
@@ -250,7 +306,7 @@ def child(args):
 
 def spawn(kind, path, args, **extra):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--path", path, "--threads", str(args.threads),
-           "--prompt", str(args.prompt), "--new", str(args.new)]
+           "--prompt", str(args.prompt), "--new", str(args.new), "--batch", str(args.batch)]
     for k, v in extra.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -269,6 +325,10 @@ def main():
     ap.add_argument("--path")
     ap.add_argument("--dtype", default="f16")
     ap.add_argument("--compute-type", default="int8")
+    ap.add_argument("--batch", type=int, default=1, help="sequences decoded together (flashneox and llama.cpp)")
+    ap.add_argument("--engines", default="all",
+                    help="comma-separated subset of: flashneox-f16, llama-f16, flashneox-int8, llama-q8, ct2-int8, "
+                         "ct2-f32, transformers")
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -284,21 +344,26 @@ def main():
         write_gguf(os.path.join(tmp, "q8.gguf"), cfg, w, "Q8_0")
         write_ctranslate2(os.path.join(tmp, "ct2"), cfg, w)
         del w
-        contenders = [
-            ("flashneox f16", lambda: spawn("flashneox", hf, args, dtype="f16")),
-            ("llama.cpp F16", lambda: spawn("llama", os.path.join(tmp, "f16.gguf"), args)),
-            ("flashneox int8", lambda: spawn("flashneox", hf, args, dtype="int8")),
-            ("llama.cpp Q8_0", lambda: spawn("llama", os.path.join(tmp, "q8.gguf"), args)),
-            ("CTranslate2 int8", lambda: spawn("ct2", os.path.join(tmp, "ct2"), args, compute_type="int8")),
-            ("CTranslate2 f32", lambda: spawn("ct2", os.path.join(tmp, "ct2"), args, compute_type="float32")),
+        every = [
+            ("flashneox-f16", "flashneox f16", lambda: spawn("flashneox", hf, args, dtype="f16")),
+            ("llama-f16", "llama.cpp F16", lambda: spawn("llama", os.path.join(tmp, "f16.gguf"), args)),
+            ("flashneox-int8", "flashneox int8", lambda: spawn("flashneox", hf, args, dtype="int8")),
+            ("llama-q8", "llama.cpp Q8_0", lambda: spawn("llama", os.path.join(tmp, "q8.gguf"), args)),
         ]
-        try:  # transformers on torch CPU, when installed (bench/requirements-torch.txt)
-            import torch  # noqa: F401
-            import transformers  # noqa: F401
-            contenders.append(("transformers f32", lambda: spawn("transformers", hf, args)))
-        except ImportError:
-            print("transformers/torch not installed: skipping that peer "
-                  "(pip install -r bench/requirements-torch.txt)", file=sys.stderr)
+        if args.batch == 1:  # the single-sequence peers
+            every += [
+                ("ct2-int8", "CTranslate2 int8", lambda: spawn("ct2", os.path.join(tmp, "ct2"), args, compute_type="int8")),
+                ("ct2-f32", "CTranslate2 f32", lambda: spawn("ct2", os.path.join(tmp, "ct2"), args, compute_type="float32")),
+            ]
+            try:  # transformers on torch CPU, when installed (bench/requirements-torch.txt)
+                import torch  # noqa: F401
+                import transformers  # noqa: F401
+                every.append(("transformers", "transformers f32", lambda: spawn("transformers", hf, args)))
+            except ImportError:
+                print("transformers/torch not installed: skipping that peer "
+                      "(pip install -r bench/requirements-torch.txt)", file=sys.stderr)
+        wanted = None if args.engines == "all" else set(args.engines.split(","))
+        contenders = [(name, fn) for key, name, fn in every if wanted is None or key in wanted]
         runs = {name: [] for name, _ in contenders}
         for r in range(args.rounds):
             for name, fn in contenders:
@@ -308,10 +373,10 @@ def main():
                     print(f"{name} failed: {e.stderr[-500:]}", file=sys.stderr)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     med = {n: {k: statistics.median(x[k] for x in v) for k in v[0]} for n, v in runs.items() if v}
-    if not med.get("flashneox f16") or not med.get("flashneox int8"):
+    if not med.get("flashneox f16") and not med.get("flashneox int8"):
         sys.exit("flashneox did not run; see the errors above")
     print(f"\n{os.path.basename(args.config)}, {args.threads} threads, prompt {args.prompt}, {args.new} new tokens, "
-          f"batch 1, median of {args.rounds} alternating rounds")
+          f"batch {args.batch}, median of {args.rounds} alternating rounds")
     print(f"{'engine':<18} {'prefill tok/s':>14} {'decode tok/s':>13} {'flashneox/peer prefill':>23} {'flashneox/peer decode':>22}")
     for name, m in med.items():
         ref = med.get("flashneox int8" if ("int8" in name or "Q8" in name) else "flashneox f16")
