@@ -178,9 +178,26 @@ def write_ctranslate2(path, cfg, w):
 
 
 # ---------------------------------------------------------------- runners (one process each)
+def without_repacked_weights():
+    """llama.cpp's repacked weight buffers (its AMX / interleaved Q8_0 layouts)
+    crash with a segfault on this project's KVM guest, which reports AMX-INT8;
+    every llama.cpp run loads its weights as stored (`--no-repack`). F16 has no
+    repacked form, so only Q8_0 is affected."""
+    import llama_cpp
+    import llama_cpp.llama as high_level
+    default = llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+    high_level.llama_cpp.llama_model_default_params = params
+
+
 def run_llama(args):
     import llama_cpp
     from llama_cpp import Llama
+    without_repacked_weights()
     if args.batch > 1:
         return run_llama_batched(args)
 
@@ -212,11 +229,16 @@ def run_llama_batched(args):
     batched-bench does."""
     import llama_cpp
     from llama_cpp import Llama
-    per_seq = args.prompt + args.new + 8
-    llm = Llama(model_path=args.path, n_threads=args.threads, n_threads_batch=args.threads,
-                n_ctx=args.batch * per_seq, n_batch=max(512, args.batch), n_ubatch=max(512, args.batch),
-                n_seq_max=args.batch, verbose=False)
-    ctx, vocab = llm.ctx, llm.n_vocab()
+    per_seq = (args.prompt + args.new + 8 + 255) // 256 * 256
+    llm = Llama(model_path=args.path, n_ctx=64, verbose=False)  # loads the model; Llama has no n_seq_max
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = args.batch * per_seq  # per_seq cells for each sequence
+    params.n_batch = params.n_ubatch = max(512, args.batch)
+    params.n_seq_max = args.batch
+    params.n_threads = params.n_threads_batch = args.threads
+    ctx, vocab = llama_cpp.llama_init_from_model(llm._model.model, params), llm.n_vocab()
+    if not ctx:
+        raise RuntimeError("llama.cpp could not create a batched context")
     rng = np.random.default_rng(3)
     prompts = [list(rng.integers(2, 50000, args.prompt)) for _ in range(args.batch)]
     chunk = max(512, args.batch)
@@ -251,6 +273,7 @@ def run_llama_batched(args):
         next_tokens = [argmax(s) for s in range(args.batch)]
     decode_s = time.perf_counter() - start
     llama_cpp.llama_batch_free(batch)
+    llama_cpp.llama_free(ctx)
     return {"prefill_tokens_per_s": args.batch * args.prompt / prefill,
             "decode_tokens_per_s": args.batch * (args.new - 1) / decode_s}
 
@@ -340,9 +363,16 @@ def main():
         os.makedirs(hf)
         json.dump(cfg, open(os.path.join(hf, "config.json"), "w"))
         write_safetensors(os.path.join(hf, "model.safetensors"), w, "F16")
-        write_gguf(os.path.join(tmp, "f16.gguf"), cfg, w, "F16")
-        write_gguf(os.path.join(tmp, "q8.gguf"), cfg, w, "Q8_0")
-        write_ctranslate2(os.path.join(tmp, "ct2"), cfg, w)
+        wanted = None if args.engines == "all" else set(args.engines.split(","))
+
+        def needed(*keys):
+            return wanted is None or any(k in wanted for k in keys)
+        if needed("llama-f16"):
+            write_gguf(os.path.join(tmp, "f16.gguf"), cfg, w, "F16")
+        if needed("llama-q8"):
+            write_gguf(os.path.join(tmp, "q8.gguf"), cfg, w, "Q8_0")
+        if needed("ct2-int8", "ct2-f32"):
+            write_ctranslate2(os.path.join(tmp, "ct2"), cfg, w)
         del w
         every = [
             ("flashneox-f16", "flashneox f16", lambda: spawn("flashneox", hf, args, dtype="f16")),
@@ -362,7 +392,6 @@ def main():
             except ImportError:
                 print("transformers/torch not installed: skipping that peer "
                       "(pip install -r bench/requirements-torch.txt)", file=sys.stderr)
-        wanted = None if args.engines == "all" else set(args.engines.split(","))
         contenders = [(name, fn) for key, name, fn in every if wanted is None or key in wanted]
         runs = {name: [] for name, _ in contenders}
         for r in range(args.rounds):
