@@ -140,9 +140,16 @@ class Model {
   }
 
   // Steps the engine (with the other callers' requests) until `handle` has an event.
+  // Ctrl-C is looked for at least every 20 ms, also while events are already
+  // waiting (another thread stepping the engine keeps them coming).
   RequestEvent next_event(RequestHandle& handle) {
     RequestEvent event;
+    thread_local auto last_check = std::chrono::steady_clock::now();
     for (;;) {
+      if (std::chrono::steady_clock::now() - last_check > std::chrono::milliseconds(20)) {
+        check_interrupt();
+        last_check = std::chrono::steady_clock::now();
+      }
       if (handle.next(event, std::chrono::milliseconds(0))) return event;
       bool worked;
       {
