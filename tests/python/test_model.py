@@ -3,6 +3,7 @@ states against transformers' references, perplexity, tokenizer, errors, threads,
 import json
 import os
 import subprocess
+import signal
 import threading
 import _thread
 import time
@@ -189,11 +190,19 @@ def test_two_threads_share_one_model(shakespeare):
 
 
 def test_ctrl_c_cancels_a_long_generation(shakespeare):
+    # A process started in the background by a non-interactive shell inherits
+    # SIGINT ignored, and then interrupt_main() does nothing: Python's own
+    # handler, as an interactive session has it, for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, _thread.interrupt_main)
     timer.start()
     start = time.time()
-    with pytest.raises(KeyboardInterrupt):
-        shakespeare.generate(["ROMEO:", "JULIET:"], max_new_tokens=1900, ignore_eos=True)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            shakespeare.generate(["ROMEO:", "JULIET:"], max_new_tokens=1900, ignore_eos=True)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.time() - start < 10
     assert shakespeare.stats["kv_blocks_used"] == 0 and shakespeare.stats["running"] == 0
     assert shakespeare.generate("ROMEO:", max_new_tokens=2).token_ids
