@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "core/isa.h"
@@ -152,6 +153,7 @@ void check_params(const AttentionParams& p) {
 
 struct DecodeItem {
   int seq, h0, h1, part;
+  int64_t state_offset;  // of the sequence's partial states, or -1 when it has one partition
 };
 
 void decode_sequences(const AttentionParams& p, const std::vector<int>& seqs) {
@@ -178,24 +180,28 @@ void decode_sequences(const AttentionParams& p, const std::vector<int>& seqs) {
                                         p.heads, std::max<int64_t>(1, (2 * threads + total_parts - 1) / total_parts)));
   std::vector<DecodeItem> items;
   items.reserve(static_cast<size_t>(total_parts * groups));
-  std::vector<int> item_slot;  // index into seqs
   for (size_t i = 0; i < seqs.size(); ++i)
     for (int part = 0; part < parts[i]; ++part)
-      for (int g = 0; g < groups; ++g) {
-        items.push_back({seqs[i], g * p.heads / groups, (g + 1) * p.heads / groups, part});
-        item_slot.push_back(static_cast<int>(i));
-      }
-  std::vector<float> states(static_cast<size_t>(state_count * stride));
+      for (int g = 0; g < groups; ++g)
+        items.push_back({seqs[i], g * p.heads / groups, (g + 1) * p.heads / groups, part, state_offset[i]});
+  // Every partial state is reset by its item before use: grown, never zero-filled.
+  thread_local std::unique_ptr<float[]> states_buffer;
+  thread_local size_t states_size = 0;
+  const size_t states_needed = static_cast<size_t>(state_count * stride);
+  if (states_size < states_needed) {
+    states_buffer.reset(new float[states_needed]);
+    states_size = states_needed;
+  }
+  float* const states = states_buffer.get();
   const int64_t row = static_cast<int64_t>(p.heads) * d;
   const int64_t cost = static_cast<int64_t>(kPartitionKeys) * 4 * d * p.heads / groups;
   parallel_for_cost(static_cast<int64_t>(items.size()), cost, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> local;
     for (int64_t i = begin; i < end; ++i) {
       const DecodeItem& it = items[static_cast<size_t>(i)];
-      const int64_t offset = state_offset[static_cast<size_t>(item_slot[static_cast<size_t>(i)])];
-      if (offset >= 0) {  // a partial state, merged below
+      if (it.state_offset >= 0) {  // a partial state, merged below
         decode(p, it.seq, it.h0, it.h1, it.part,
-               states.data() + (offset + static_cast<int64_t>(it.part) * p.heads + it.h0) * stride);
+               states + (it.state_offset + static_cast<int64_t>(it.part) * p.heads + it.h0) * stride);
         continue;
       }
       const size_t need = static_cast<size_t>(it.h1 - it.h0) * static_cast<size_t>(stride);
@@ -213,7 +219,7 @@ void decode_sequences(const AttentionParams& p, const std::vector<int>& seqs) {
       const size_t s = static_cast<size_t>(i / heads);
       const int h = static_cast<int>(i % heads);
       if (state_offset[s] < 0) continue;
-      float* base = states.data() + state_offset[s] * stride;
+      float* base = states + state_offset[s] * stride;
       const RowState total = state_at(base, h, stride);
       for (int part = 1; part < parts[s]; ++part) {
         const RowState next = state_at(base, part * p.heads + h, stride);
