@@ -53,13 +53,18 @@ TEST(Kernels, PackedLinearMatchesReferenceOnEveryIsaAndDtype) {
     const WeightMatrix source{DType::F32, wf.data(), n, k};
     std::vector<float> exact(static_cast<size_t>(m * n));
     cpu::linear_reference(x.data(), m, source, bias.data(), exact.data());
-    for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::I8}) {
+    for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::I8, DType::Q4, DType::Q4G128}) {
       const Packed packed(source, dtype);
       std::vector<float> want(exact.size());
       cpu::linear_reference(x.data(), m, packed.w, bias.data(), want.data());
       // The packed dtype's rounding stays within its tolerance of the f32 weights
-      // (int8 also quantizes the activations, per row).
-      const float tolerance = dtype == DType::F32 ? 1e-5f : dtype == DType::F16 ? 1e-2f : 6e-2f;
+      // (int8 and q4 also quantize the activations, per row).
+      const bool quantized = dtype == DType::I8 || dtype == DType::Q4 || dtype == DType::Q4G128;
+      const float tolerance = dtype == DType::F32 ? 1e-5f
+                              : dtype == DType::F16 ? 1e-2f
+                              : dtype == DType::Q4  ? 0.1f
+                              : dtype == DType::Q4G128 ? 0.1f
+                                                    : 6e-2f;
       EXPECT_LT(testing::max_abs_diff(want, exact), tolerance * std::sqrt(static_cast<float>(k)))
           << dtype_name(dtype);
       std::vector<float> first;
@@ -67,8 +72,24 @@ TEST(Kernels, PackedLinearMatchesReferenceOnEveryIsaAndDtype) {
         cpu::limit_isa(isa);
         std::vector<float> got(want.size());
         cpu::linear(x.data(), m, packed.w, bias.data(), got.data());
-        if (dtype == DType::I8) {  // integer sums: every path gives the same bits
-          EXPECT_LT(testing::max_abs_diff(got, exact), 2 * tolerance * std::sqrt(static_cast<float>(k)));
+        if (quantized) {  // integer sums: every path gives the same bits
+          EXPECT_LT(testing::max_abs_diff(got, exact), 2 * tolerance * std::sqrt(static_cast<float>(k)))
+              << cpu::isa_name(isa) << " " << dtype_name(dtype) << " m" << m << " k" << k << " n" << n;
+          // Only the activations' rounding (half a step of absmax / 127 each) separates
+          // the kernel from the dequantized weights.
+          for (int r = 0; r < m; ++r) {
+            float amax = 0.0f;
+            for (int i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[r * k + i]));
+            for (int c = 0; c < n; ++c) {
+              double weight_sum = 0.0;
+              for (int i = 0; i < k; ++i)
+                weight_sum += std::fabs(dtype == DType::I8 ? cpu::packed_int8_weight(packed.w, c, i)
+                                                           : cpu::packed_q4_weight(packed.w, c, i));
+              const double bound = amax / 254.0 * weight_sum * 1.001 + 1e-5 * (1 + std::fabs(want[r * n + c]));
+              EXPECT_LE(std::fabs(got[r * n + c] - want[r * n + c]), bound)
+                  << cpu::isa_name(isa) << " " << dtype_name(dtype) << " row " << r << " output " << c;
+            }
+          }
           if (first.empty()) first = got;
           EXPECT_EQ(0, std::memcmp(first.data(), got.data(), got.size() * sizeof(float))) << cpu::isa_name(isa);
         } else {
@@ -81,12 +102,37 @@ TEST(Kernels, PackedLinearMatchesReferenceOnEveryIsaAndDtype) {
   }
 }
 
+TEST(Kernels, Q4KeepsEachWeightWithinHalfAStepOfItsGroupScale) {
+  // Rows: random, all zero, and one outlier among small values; 70 inputs
+  // leave a partial last group for both group sizes.
+  const int k = 70, n = 3;
+  auto wf = random_vector(static_cast<size_t>(n * k), 7, 0.3f);
+  std::fill(wf.begin() + k, wf.begin() + 2 * k, 0.0f);
+  for (int i = 0; i < k; ++i) wf[2 * k + i] = i == 5 ? -4.0f : 0.01f * static_cast<float>(i % 7);
+  for (DType dtype : {DType::Q4, DType::Q4G128}) {
+    const Packed packed({DType::F32, wf.data(), n, k}, dtype);
+    const int group = cpu::q4_group_size(dtype);
+    for (int r = 0; r < n; ++r)
+      for (int g = 0; g * group < k; ++g) {
+        float amax = 0.0f;
+        for (int i = g * group; i < std::min(k, (g + 1) * group); ++i) amax = std::max(amax, std::fabs(wf[r * k + i]));
+        const float step = amax / 8.0f;
+        for (int i = g * group; i < std::min(k, (g + 1) * group); ++i)
+          // Half a step, but the level -8 · d sits on the extreme's side only: the far end is clamped at 7 · d.
+          EXPECT_LE(std::fabs(cpu::packed_q4_weight(packed.w, r, i) - wf[r * k + i]),
+                    (std::fabs(wf[r * k + i]) > 7.5f * step ? 1.0f : 0.5f) * step * 1.002f + 1e-7f)
+              << dtype_name(dtype) << " row " << r << " input " << i;
+      }
+    EXPECT_EQ(cpu::packed_q4_weight(packed.w, 2, 5), -4.0f);  // the group's extreme is exact
+  }
+}
+
 TEST(Kernels, PackedLinearRowsDoNotDependOnTheBatch) {
   // A row's result is bit-identical whatever else is in the batch.
   const int k = 96, n = 50;
   const auto x = random_vector(static_cast<size_t>(17 * k), 4);
   const auto wf = random_vector(static_cast<size_t>(n * k), 5, 0.2f);
-  for (DType dtype : {DType::F16, DType::I8}) {
+  for (DType dtype : {DType::F16, DType::I8, DType::Q4, DType::Q4G128}) {
     const Packed packed({DType::F32, wf.data(), n, k}, dtype);
     std::vector<float> all(static_cast<size_t>(17 * n)), one(static_cast<size_t>(n));
     cpu::linear(x.data(), 17, packed.w, nullptr, all.data());

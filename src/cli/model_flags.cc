@@ -19,7 +19,8 @@ Flag threads_flag() { return {"--threads", "N", "0", "compute threads; 0: every 
 Flag check_weights_flag() { return {"--check-weights", "", "", "scan every weight for NaN/Inf before use"}; }
 
 Flags model_flags() {
-  return {model_flag(), threads_flag(), {"--dtype", "f32|f16|bf16|int8", "as stored", "the weights' compute dtype"},
+  return {model_flag(), threads_flag(), {"--dtype", "f32|f16|bf16|int8|q4|q4-g128", "as stored",
+                                             "the weights' compute dtype (q4: 4 bits, a scale per 32 inputs; q4-g128: per 128)"},
           check_weights_flag()};
 }
 
@@ -32,7 +33,9 @@ DType parse_weight_dtype(const std::string& s, const char* name) {
   if (s == "f16" || s == "float16") return DType::F16;
   if (s == "bf16" || s == "bfloat16") return DType::BF16;
   if (s == "int8" || s == "i8") return DType::I8;
-  throw Error(concat(name, " must be f32, f16, bf16 or int8, not '", s, "'"));
+  if (s == "q4") return DType::Q4;
+  if (s == "q4-g128") return DType::Q4G128;
+  throw Error(concat(name, " must be f32, f16, bf16, int8, q4 or q4-g128, not '", s, "'"));
 }
 
 Flags engine_flags() {

@@ -10,8 +10,10 @@ size_t dtype_size(DType dtype) {
     case DType::F16: return 2;
     case DType::BF16: return 2;
     case DType::I8: return 1;
+    case DType::Q4:
+    case DType::Q4G128: break;
   }
-  return 0;
+  throw Error(concat("internal error: ", dtype_name(dtype), " weights have no element size"));
 }
 
 const char* dtype_name(DType dtype) {
@@ -20,6 +22,8 @@ const char* dtype_name(DType dtype) {
     case DType::F16: return "float16";
     case DType::BF16: return "bfloat16";
     case DType::I8: return "int8";
+    case DType::Q4: return "q4";
+    case DType::Q4G128: return "q4-g128";
   }
   return "?";
 }
@@ -102,7 +106,10 @@ void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {
     case DType::I8:  // unscaled values; the caller applies the scales
       for (size_t i = 0; i < count; ++i) dst[i] = static_cast<float>(static_cast<const int8_t*>(src)[i]);
       return;
+    case DType::Q4:
+    case DType::Q4G128: break;
   }
+  throw Error(concat("internal error: ", dtype_name(dtype), " weights are read through their panels"));
 }
 
 }  // namespace flashneox

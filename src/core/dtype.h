@@ -8,10 +8,12 @@
 
 namespace flashneox {
 
-// I8: quantized weights (with per-output-channel scales), never a checkpoint dtype.
-enum class DType { F32, F16, BF16, I8 };
+// Quantized weights, never a checkpoint dtype: I8 with per-output-channel
+// scales; Q4 and Q4G128 4-bit with an f16 scale per 32 or 128 inputs
+// (packed_linear_q4.cc), which have no element size.
+enum class DType { F32, F16, BF16, I8, Q4, Q4G128 };
 
-size_t dtype_size(DType dtype);
+size_t dtype_size(DType dtype);  // throws for Q4 and Q4G128
 const char* dtype_name(DType dtype);
 // Parses a safetensors dtype string ("F32", "F16", "BF16"); throws on others.
 DType parse_safetensors_dtype(const std::string& name);

@@ -27,6 +27,7 @@ struct WeightMatrix {
   WeightLayout layout = WeightLayout::RowMajor;
   const float* scales = nullptr;         // I8 only: [rows] per-output-channel scale
   const int32_t* column_sums = nullptr;  // I8 only: [rows] sum of each row's int8 weights
+  int64_t bytes = 0;                     // storage, once prepare_weight packed it
 };
 
 // Everything attention needs about one forward's sequences and the paged cache.
@@ -67,8 +68,9 @@ class Backend {
   virtual const char* name() const = 0;
 
   // Converts a row-major checkpoint matrix into the layout and dtype this
-  // backend computes fastest with (`dtype` F32, F16, BF16 or I8 with
-  // per-channel scales). The backend owns the new storage.
+  // backend computes fastest with (`dtype` F32, F16, BF16, I8 with
+  // per-channel scales, or Q4/Q4G128 with a scale per group of inputs). The
+  // backend owns the new storage.
   virtual WeightMatrix prepare_weight(const WeightMatrix& w, DType dtype) = 0;
 
   // out[t, :] = embedding[ids[t], :] as f32.     embedding: [vocab, hidden], row-major

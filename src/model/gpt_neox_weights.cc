@@ -90,7 +90,7 @@ struct Loader {
   WeightMatrix packed(const std::string& name, int64_t rows, int64_t cols, bool drop = true) {
     const WeightMatrix source = raw(name, rows, cols);
     const WeightMatrix out = backend.prepare_weight(source, options.weight_dtype.value_or(source.dtype));
-    packed_bytes += static_cast<size_t>(rows * cols) * dtype_size(out.dtype);
+    packed_bytes += static_cast<size_t>(out.bytes);
     if (drop) ckpt.drop_pages(ckpt.view(name));
     done += static_cast<size_t>(rows * cols) * dtype_size(source.dtype);
     if (show_progress)

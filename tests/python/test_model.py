@@ -135,7 +135,7 @@ def test_tokenizer_round_trips(shakespeare):
 def test_errors_become_exceptions_with_the_engines_messages(shakespeare, tmp_path):
     with pytest.raises(flashneox.Error, match="no such model folder"):
         flashneox.Model(str(tmp_path / "nowhere"))
-    with pytest.raises(flashneox.Error, match="dtype must be f32, f16, bf16 or int8"):
+    with pytest.raises(flashneox.Error, match="dtype must be f32, f16, bf16, int8, q4 or q4-g128"):
         flashneox.Model(SHAKESPEARE, dtype="f8")
     with pytest.raises(flashneox.Error, match="config.json"):
         flashneox.Model(str(tmp_path))

@@ -17,13 +17,15 @@ class CpuBackend final : public Backend {
     WeightMatrix out = w;
     out.dtype = dtype;
     out.layout = WeightLayout::Panels32;
-    const size_t bytes = dtype == DType::I8
-                             ? static_cast<size_t>(cpu::packed_int8_bytes(w.rows, w.cols))
-                             : static_cast<size_t>(cpu::packed_panels(w.rows) * w.cols * 32) * dtype_size(dtype);
+    const bool q4 = dtype == DType::Q4 || dtype == DType::Q4G128;
+    const size_t bytes = dtype == DType::I8 ? static_cast<size_t>(cpu::packed_int8_bytes(w.rows, w.cols))
+                         : q4 ? static_cast<size_t>(cpu::packed_q4_bytes(w.rows, w.cols, cpu::q4_group_size(dtype)))
+                              : static_cast<size_t>(cpu::packed_panels(w.rows) * w.cols * 32) * dtype_size(dtype);
     void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!data) throw Error(concat("cannot allocate ", bytes, " bytes for packed weights"));
     storage_.emplace_back(data);
     out.data = data;
+    out.bytes = static_cast<int64_t>(bytes);
     if (dtype == DType::I8) {  // padded to whole panels: the kernel reads 32 per panel
       const size_t padded = static_cast<size_t>(cpu::packed_panels(w.rows) * 32);
       scales_.emplace_back(padded, 1.0f);
@@ -31,6 +33,9 @@ class CpuBackend final : public Backend {
       cpu::pack_weight_int8(w, data, scales_.back().data(), sums_.back().data());
       out.scales = scales_.back().data();
       out.column_sums = sums_.back().data();
+      out.bytes += static_cast<int64_t>(padded * 8);
+    } else if (q4) {
+      cpu::pack_weight_q4(w, cpu::q4_group_size(dtype), data);
     } else {
       cpu::pack_weight(w, dtype, data);
     }

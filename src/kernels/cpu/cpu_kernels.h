@@ -28,6 +28,12 @@ int64_t packed_int8_bytes(int64_t rows, int64_t cols);
 void pack_weight_int8(const WeightMatrix& w, void* out, float* scales, int32_t* column_sums);
 void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
 float packed_int8_weight(const WeightMatrix& w, int64_t row, int64_t col);  // dequantized, for tests
+// 4-bit (W4A8) panels: groups of q4_group_size(dtype) inputs with an f16 scale each.
+int q4_group_size(DType dtype);
+int64_t packed_q4_bytes(int64_t rows, int64_t cols, int group);
+void pack_weight_q4(const WeightMatrix& w, int group, void* out);
+void packed_linear_q4(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
+float packed_q4_weight(const WeightMatrix& w, int64_t row, int64_t col);  // dequantized, for tests
 void linear_reference(const float* x, int64_t m, const WeightMatrix& w, const float* bias,
                       float* y);
 

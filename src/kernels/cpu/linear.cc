@@ -17,10 +17,13 @@ void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias,
 void linear_reference(const float* x, int64_t m, const WeightMatrix& w, const float* bias,
                       float* y) {
   std::vector<float> row(static_cast<size_t>(w.cols));
-  const size_t elem = dtype_size(w.dtype);
+  const bool q4 = w.dtype == DType::Q4 || w.dtype == DType::Q4G128;
+  const size_t elem = q4 ? 0 : dtype_size(w.dtype);
   for (int64_t col = 0; col < w.rows; ++col) {
     if (w.layout == WeightLayout::Panels32 && w.dtype == DType::I8) {
       for (int64_t i = 0; i < w.cols; ++i) row[i] = packed_int8_weight(w, col, i);
+    } else if (w.layout == WeightLayout::Panels32 && (w.dtype == DType::Q4 || w.dtype == DType::Q4G128)) {
+      for (int64_t i = 0; i < w.cols; ++i) row[i] = packed_q4_weight(w, col, i);
     } else if (w.layout == WeightLayout::Panels32) {  // gather the column out of its panel
       const int64_t p = col / 32, c = col % 32;
       for (int64_t i = 0; i < w.cols; ++i)

@@ -170,7 +170,8 @@ const PanelKernel kScalar[3][kMrScalar] = {FNX_TABLE4(panel_scalar, DType::F32),
 int64_t packed_panels(int64_t rows) { return (rows + kPanel - 1) / kPanel; }
 
 void pack_weight(const WeightMatrix& w, DType dtype, void* out) {
-  if (dtype == DType::I8) throw Error("pack_weight: int8 weights are packed by pack_weight_int8");
+  if (dtype == DType::I8 || dtype == DType::Q4 || dtype == DType::Q4G128)
+    throw Error("internal error: pack_weight packs float weights (quantized ones have their own packing)");
   const int64_t k = w.cols;
   const int64_t panels = packed_panels(w.rows);
   const size_t elem = dtype_size(dtype);
@@ -189,7 +190,9 @@ void pack_weight(const WeightMatrix& w, DType dtype, void* out) {
             case DType::F32: reinterpret_cast<float*>(base)[at] = row[i]; break;
             case DType::F16: reinterpret_cast<uint16_t*>(base)[at] = f32_to_f16(row[i]); break;
             case DType::BF16: reinterpret_cast<uint16_t*>(base)[at] = f32_to_bf16(row[i]); break;
-            case DType::I8: break;  // not reached
+            case DType::I8:
+            case DType::Q4:
+            case DType::Q4G128: break;  // not reached
           }
         }
       }
@@ -200,6 +203,10 @@ void pack_weight(const WeightMatrix& w, DType dtype, void* out) {
 void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y) {
   if (w.dtype == DType::I8) {
     packed_linear_int8(x, m, w, bias, y);
+    return;
+  }
+  if (w.dtype == DType::Q4 || w.dtype == DType::Q4G128) {
+    packed_linear_q4(x, m, w, bias, y);
     return;
   }
   const int64_t k = w.cols;

@@ -6,7 +6,7 @@
 // quantized to int8 with its own absmax scale and stored offset by +128 as
 // u8 (vpdpbusd multiplies unsigned by signed bytes); the offset is removed
 // with the weights' column sums. Integer sums are exact, so every code path
-// (VNNI or the scalar twin) and every batch gives the same bits.
+// (VNNI, AVX2 or the scalar twin) and every batch gives the same bits.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <algorithm>
@@ -27,6 +27,7 @@ namespace {
 
 constexpr int kPanel = 32;
 constexpr int kMrVnni = 12;
+constexpr int kMrAvx2 = 2;
 
 int64_t padded_cols(int64_t cols) { return (cols + 3) / 4 * 4; }
 
@@ -105,6 +106,44 @@ using VnniKernel = decltype(&panel_vnni<1>);
 const VnniKernel kVnni[kMrVnni] = {panel_vnni<1>, panel_vnni<2>, panel_vnni<3>,  panel_vnni<4>,
                                    panel_vnni<5>, panel_vnni<6>, panel_vnni<7>,  panel_vnni<8>,
                                    panel_vnni<9>, panel_vnni<10>, panel_vnni<11>, panel_vnni<12>};
+// AVX2 has no vpdpbusd, and vpmaddubsw of the offset activations (up to 255)
+// by weights (up to 127) would saturate its 16-bit pair sums. So the
+// activations lose their offset (x ^ 0x80 is x - 128 as a signed byte) and
+// take the weights' signs, the weights their magnitudes: pairs of |w| · ±x
+// stay within 2 · 127 · 127. The integer sum is the VNNI path's after its
+// offset correction, so the floats that follow are the same.
+template <int MR>
+__attribute__((target("avx2,fma"))) void panel_avx2(const uint8_t* xq, int64_t ldq, const float* xs,
+                                                    const int8_t* panel, int64_t groups, const float* ws,
+                                                    const float* bias, float* y, int64_t ldy, int cols) {
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int h = 0; h < 4; ++h) acc[r][h] = _mm256_setzero_si256();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m256i w[4], magnitude[4];
+    for (int h = 0; h < 4; ++h) {
+      w[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + g * 128 + h * 32));
+      magnitude[h] = _mm256_abs_epi8(w[h]);
+    }
+    for (int r = 0; r < MR; ++r) {
+      const __m256i xb = _mm256_xor_si256(
+          _mm256_set1_epi32(*reinterpret_cast<const UnalignedInt32*>(xq + r * ldq + g * 4)), flip);
+      for (int h = 0; h < 4; ++h)
+        acc[r][h] = _mm256_add_epi32(
+            acc[r][h], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude[h], _mm256_sign_epi8(xb, w[h])), ones));
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    alignas(32) int32_t sums[kPanel];
+    for (int h = 0; h < 4; ++h) _mm256_store_si256(reinterpret_cast<__m256i*>(sums + 8 * h), acc[r][h]);
+    for (int c = 0; c < cols; ++c)
+      y[r * ldy + c] = static_cast<float>(sums[c]) * (xs[r] * ws[c]) + (bias ? bias[c] : 0.0f);
+  }
+}
+
+const decltype(&panel_avx2<1>) kAvx2[kMrAvx2] = {panel_avx2<1>, panel_avx2<2>};
 #endif
 
 // The same integer arithmetic, one output at a time, for CPUs without VNNI.
@@ -172,7 +211,9 @@ void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const 
   const uint8_t* q = xq.data();
   const float* qs = xs.data();
   [[maybe_unused]] const bool vnni = has_vnni();  // false off x86
-  const int64_t block_m = std::max<int64_t>(kMrVnni, (256 * 1024 / std::max<int64_t>(kp, 1)) / kMrVnni * kMrVnni);
+  [[maybe_unused]] const bool avx2 = !vnni && active_isa() >= Isa::Avx2;
+  const int max_mr = vnni ? kMrVnni : avx2 ? kMrAvx2 : 1;
+  const int64_t block_m = std::max<int64_t>(max_mr, (256 * 1024 / std::max<int64_t>(kp, 1)) / max_mr * max_mr);
   parallel_for_cost(panels, m * kPanel * k / 4, [&](int64_t begin, int64_t end) {
     for (int64_t m0 = 0; m0 < m; m0 += block_m) {
       const int64_t m1 = std::min(m, m0 + block_m);
@@ -182,7 +223,7 @@ void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const 
         const float* ws = w.scales + p * kPanel;
         const int32_t* cs = w.column_sums + p * kPanel;
         const float* b = bias ? bias + p * kPanel : nullptr;
-        const int64_t blocks = (m1 - m0 + kMrVnni - 1) / kMrVnni;  // even row blocks
+        const int64_t blocks = (m1 - m0 + max_mr - 1) / max_mr;  // even row blocks
         for (int64_t i = 0, r = m0; i < blocks; ++i) {
           const int64_t r_end = m0 + (m1 - m0) * (i + 1) / blocks;
           const int mr = static_cast<int>(r_end - r);
@@ -190,6 +231,8 @@ void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const 
 #if FLASHNEOX_X86
           if (vnni)
             kVnni[mr - 1](q + r * kp, kp, qs + r, panel, kp / 4, ws, cs, b, out, n, cols);
+          else if (avx2)
+            kAvx2[mr - 1](q + r * kp, kp, qs + r, panel, kp / 4, ws, b, out, n, cols);
           else
 #endif
             panel_scalar(q + r * kp, kp, qs + r, mr, panel, kp / 4, ws, cs, b, out, n, cols);
