@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """flashneox against the engines a user would pick instead, side by side in one
 run, on random weights of a real Pythia shape: llama.cpp (llama-cpp-python,
-GGUF F16 and Q8_0 written with the `gguf` package) and CTranslate2 (a model
+GGUF F16, Q8_0 and Q4_0 written with the `gguf` package, every matrix in
+that type, the head included, as flashneox's --dtype keeps it; Q4_K_M made
+from the F16 file by llama.cpp's own quantizer, which keeps some matrices at
+Q6_K as users get it) and CTranslate2 (a model
 built from the same weights through its Python spec API). Same shape, same
 weights, same thread count, same prompt and generation lengths.
 
@@ -109,9 +112,9 @@ def write_gguf(path, cfg, w, qtype):
     g.add_eos_token_id(0)
 
     def matrix(name, a):
-        if qtype == "Q8_0":
-            g.add_tensor(name, gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0),
-                         raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        if qtype in ("Q8_0", "Q4_0"):
+            kind = getattr(gguf.GGMLQuantizationType, qtype)
+            g.add_tensor(name, gguf.quants.quantize(a, kind), raw_dtype=kind)
         else:
             g.add_tensor(name, a.astype(np.float16))
 
@@ -137,6 +140,16 @@ def write_gguf(path, cfg, w, qtype):
     g.write_kv_data_to_file()
     g.write_tensors_to_file()
     g.close()
+
+
+def quantize_q4_k_m(source, path):
+    """llama.cpp's own Q4_K_M quantization of an F16 GGUF (as `llama-quantize`)."""
+    import llama_cpp
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
+    params.nthread = os.cpu_count()
+    if llama_cpp.llama_model_quantize(source.encode(), path.encode(), params) != 0:
+        raise RuntimeError("llama_model_quantize failed")
 
 
 def write_ctranslate2(path, cfg, w):
@@ -350,8 +363,8 @@ def main():
     ap.add_argument("--compute-type", default="int8")
     ap.add_argument("--batch", type=int, default=1, help="sequences decoded together (flashneox and llama.cpp)")
     ap.add_argument("--engines", default="all",
-                    help="comma-separated subset of: flashneox-f16, llama-f16, flashneox-int8, llama-q8, ct2-int8, "
-                         "ct2-f32, transformers")
+                    help="comma-separated subset of: flashneox-f16, llama-f16, flashneox-int8, llama-q8, "
+                         "flashneox-q4, llama-q4 (Q4_0), llama-q4km (Q4_K_M), ct2-int8, ct2-f32, transformers")
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -367,10 +380,14 @@ def main():
 
         def needed(*keys):
             return wanted is None or any(k in wanted for k in keys)
-        if needed("llama-f16"):
+        if needed("llama-f16", "llama-q4km"):
             write_gguf(os.path.join(tmp, "f16.gguf"), cfg, w, "F16")
         if needed("llama-q8"):
             write_gguf(os.path.join(tmp, "q8.gguf"), cfg, w, "Q8_0")
+        if needed("llama-q4"):
+            write_gguf(os.path.join(tmp, "q4_0.gguf"), cfg, w, "Q4_0")
+        if needed("llama-q4km"):
+            quantize_q4_k_m(os.path.join(tmp, "f16.gguf"), os.path.join(tmp, "q4_k_m.gguf"))
         if needed("ct2-int8", "ct2-f32"):
             write_ctranslate2(os.path.join(tmp, "ct2"), cfg, w)
         del w
@@ -379,6 +396,9 @@ def main():
             ("llama-f16", "llama.cpp F16", lambda: spawn("llama", os.path.join(tmp, "f16.gguf"), args)),
             ("flashneox-int8", "flashneox int8", lambda: spawn("flashneox", hf, args, dtype="int8")),
             ("llama-q8", "llama.cpp Q8_0", lambda: spawn("llama", os.path.join(tmp, "q8.gguf"), args)),
+            ("flashneox-q4", "flashneox q4", lambda: spawn("flashneox", hf, args, dtype="q4")),
+            ("llama-q4", "llama.cpp Q4_0", lambda: spawn("llama", os.path.join(tmp, "q4_0.gguf"), args)),
+            ("llama-q4km", "llama.cpp Q4_K_M", lambda: spawn("llama", os.path.join(tmp, "q4_k_m.gguf"), args)),
         ]
         if args.batch == 1:  # the single-sequence peers
             every += [
@@ -402,13 +422,14 @@ def main():
                     print(f"{name} failed: {e.stderr[-500:]}", file=sys.stderr)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     med = {n: {k: statistics.median(x[k] for x in v) for k in v[0]} for n, v in runs.items() if v}
-    if not med.get("flashneox f16") and not med.get("flashneox int8"):
+    if not any(n.startswith("flashneox") for n in med):
         sys.exit("flashneox did not run; see the errors above")
     print(f"\n{os.path.basename(args.config)}, {args.threads} threads, prompt {args.prompt}, {args.new} new tokens, "
           f"batch {args.batch}, median of {args.rounds} alternating rounds")
     print(f"{'engine':<18} {'prefill tok/s':>14} {'decode tok/s':>13} {'flashneox/peer prefill':>23} {'flashneox/peer decode':>22}")
     for name, m in med.items():
-        ref = med.get("flashneox int8" if ("int8" in name or "Q8" in name) else "flashneox f16")
+        ref = med.get("flashneox int8" if ("int8" in name or "Q8" in name)
+                      else "flashneox q4" if ("q4" in name or "Q4" in name) else "flashneox f16")
         if not ref:
             continue
         print(f"{name:<18} {m['prefill_tokens_per_s']:14.0f} {m['decode_tokens_per_s']:13.1f} "

@@ -30,7 +30,7 @@ struct PackedWeight {  // packed by the CPU backend, which owns the storage
   PackedWeight(int64_t n, int64_t k, DType dtype) {
     const auto source = random_vector(static_cast<size_t>(n * k), 1);
     w = backend->prepare_weight({DType::F32, source.data(), n, k}, dtype);
-    bytes = static_cast<size_t>(n * k) * dtype_size(dtype);
+    bytes = static_cast<size_t>(w.bytes);  // scales included
   }
 };
 
@@ -50,7 +50,8 @@ void BM_Linear(benchmark::State& state) {
 }
 BENCHMARK(BM_Linear)
     ->ArgsProduct({{1, 8, 32, 128}, {static_cast<int>(DType::F32), static_cast<int>(DType::F16),
-                                     static_cast<int>(DType::BF16), static_cast<int>(DType::I8)}})
+                                     static_cast<int>(DType::BF16), static_cast<int>(DType::I8),
+                                     static_cast<int>(DType::Q4), static_cast<int>(DType::Q4G128)}})
     ->UseRealTime();
 
 // One decode step's attention: `seqs` sequences of `context` cached tokens,

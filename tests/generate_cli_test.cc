@@ -80,7 +80,7 @@ TEST(BenchCli, RandomWeightsOfAConfigGiveTheJsonReport) {
   EXPECT_EQ(report["results"][2]["prompt"], 20);
   EXPECT_GT(report["machine"]["read_bandwidth_bytes_per_s"].get<double>(), 1e8);
   EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " bench --config /nonexistent.json --json", &out), 1);
-  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " bench --dtype q4 --json", &out), 1);
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " bench --dtype q3 --json", &out), 1);
   EXPECT_NE(out.find("--dtype"), std::string::npos) << out;
 }
 

@@ -281,6 +281,7 @@ int run_bench(int argc, char** argv) {
   EngineOptions options;
   options.block_size = args.get_int("--block-size", 16);
   options.kv_cache_dtype = parse_kv_dtype(args.get("--kv-cache-dtype", "f32"));
+  options.speculate = parse_speculate(args);
   options.max_total_tokens = shared_prefix + max_prompt + new_tokens;
   options.max_input_length = shared_prefix + max_prompt;
   options.max_batch_size = max_batch;

@@ -22,6 +22,7 @@ int run_generate(int argc, char** argv) {
   EngineOptions options;
   options.block_size = args.get_int("--block-size", options.block_size);
   options.kv_cache_dtype = parse_kv_dtype(args.get("--kv-cache-dtype", "f32"));
+  options.speculate = parse_speculate(args);
   const ModelConfig& c = loaded.model->config();
   const int64_t total_tokens = static_cast<int64_t>(ids.size()) + params.max_new_tokens;
   if (total_tokens > c.max_position_embeddings && c.rope_scaling != RopeScaling::Dynamic)
@@ -62,11 +63,15 @@ int run_generate(int argc, char** argv) {
   const double total = std::chrono::duration<double>(Clock::now() - start).count();
   const double ttft = std::chrono::duration<double>(first_token - start).count();
   const double decode = total - ttft;
-  std::fprintf(stderr, "\n[%d prompt tokens, %d generated, finish: %s, %.2f s, %.1f tokens/s, first token %.0f ms%s]\n",
+  std::string speculation;
+  if (const uint64_t proposed = engine.metrics().speculated_tokens())
+    speculation = concat(", speculation: ", engine.metrics().accepted_speculated_tokens(), " of ", proposed,
+                         " guesses accepted");
+  std::fprintf(stderr, "\n[%d prompt tokens, %d generated, finish: %s, %.2f s, %.1f tokens/s, first token %.0f ms%s%s]\n",
                event.prompt_tokens, event.generated_tokens, finish_reason_name(event.finish_reason), total,
                event.generated_tokens > 1 && decode > 0 ? (event.generated_tokens - 1) / decode : 0.0,
-               ttft * 1000.0,
-               event.seed ? (", seed " + std::to_string(*event.seed)).c_str() : "");
+               ttft * 1000.0, event.seed ? (", seed " + std::to_string(*event.seed)).c_str() : "",
+               speculation.c_str());
   return 0;
 }
 

@@ -12,7 +12,7 @@ const Flag kAdapterDir{"--adapter", "DIR", "", "run with this PEFT LoRA adapter"
 
 Flags generate_flags() {
   return Flags{{"--prompt", "TEXT", "", "the prompt (required)"}} + model_flags() + cache_flags() + sampling_flags() +
-         Flags{kAdapterDir};
+         Flags{kAdapterDir, speculate_flag()};
 }
 
 Flags perplexity_flags() {
@@ -60,7 +60,7 @@ Flags serve_flags() {
 Flags bench_flags() {
   return Flags{model_flag(),
                {"--config", "CONFIG.json", "", "benchmark random weights of this config instead of --model"},
-               {"--dtype", "f32|f16|bf16|int8", "as stored (f16 with --config)", "the weights' compute dtype"},
+               {"--dtype", "f32|f16|bf16|int8|q4|q4-g128", "as stored (f16 with --config)", "the weights' compute dtype"},
                threads_flag(),
                {"--batch", "N,N,...", "1,8,32", "batch sizes"},
                {"--prompt", "N,N,...", "128", "prompt lengths"},
@@ -75,7 +75,7 @@ Flags bench_flags() {
                {"--adapter-rank", "R", "16", "rank of the random adapters"},
                {"--adapter", "DIR", "", "every request runs with this PEFT LoRA adapter"},
                {"--json", "", "", "one JSON report on stdout"},
-               check_weights_flag()};
+               speculate_flag(), check_weights_flag()};
 }
 
 Flags tokenize_flags() {

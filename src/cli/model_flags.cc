@@ -26,6 +26,12 @@ Flags model_flags() {
 
 Flag kv_cache_dtype_flag() { return {"--kv-cache-dtype", "f32|f16", "f32", "KV cache element type"}; }
 
+Flag speculate_flag() {
+  return {"--speculate", "N", "off",
+          "speculative decoding: up to N tokens per step guessed by prompt lookup (the last tokens matched earlier in "
+          "the prompt and output) and checked in the same forward; the output is unchanged"};
+}
+
 Flags cache_flags() { return {kv_cache_dtype_flag(), {"--block-size", "N", "16", "tokens per KV cache block"}}; }
 
 DType parse_weight_dtype(const std::string& s, const char* name) {
@@ -50,7 +56,8 @@ Flags engine_flags() {
                {"--max-batch-size", "N", "256", "sequences in the running batch"},
                {"--max-active-adapters", "N", "128", "distinct LoRA adapters in the running batch"},
                {"--no-prefix-caching", "", "", "recompute every prompt (by default whole blocks of K/V computed before "
-                "for the same leading tokens and adapter are reused)"}};
+                "for the same leading tokens and adapter are reused)"},
+               speculate_flag()};
 }
 
 Flags sampling_flags() {
@@ -123,6 +130,12 @@ LoadedModel load_model_from_flags(const Args& args) {
   return load_model(args.get("--model", default_model_dir()), load);
 }
 
+int parse_speculate(const Args& args) {
+  const int n = args.get_int("--speculate", 0);
+  if (n < 0 || n > kMaxSpeculate) throw Error(concat("--speculate must be between 0 and ", kMaxSpeculate));
+  return n;
+}
+
 EngineOptions engine_options_from_flags(const Args& args) {
   EngineOptions o;
   o.block_size = args.get_int("--block-size", o.block_size);
@@ -136,6 +149,7 @@ EngineOptions engine_options_from_flags(const Args& args) {
   o.max_batch_size = args.get_int("--max-batch-size", o.max_batch_size);
   o.max_active_adapters = args.get_int("--max-active-adapters", o.max_active_adapters);
   o.prefix_caching = !args.has("--no-prefix-caching");
+  o.speculate = parse_speculate(args);
   return o;
 }
 

@@ -19,6 +19,8 @@ Flag model_flag();
 Flag threads_flag();
 Flag check_weights_flag();
 Flag kv_cache_dtype_flag();
+Flag speculate_flag();  // --speculate N
+int parse_speculate(const Args& args);
 // --dtype: the weights' compute dtype (f32, f16, bf16, int8); default: as stored.
 // `name` is what error messages call it.
 DType parse_weight_dtype(const std::string& text, const char* name = "--dtype");

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/memory_size.h"
+#include "engine/ngram_proposer.h"
 #include "engine/sampler.h"
 #include "model/sequence_batch.h"
 
@@ -29,6 +30,7 @@ struct Engine::Sequence {
   std::unique_ptr<StreamDecoder> stream;
   std::string text;
   std::vector<TokenInfo> prefill;  // decoder_input_details
+  std::vector<int32_t> draft;      // a speculative step's input: the last token, then the proposals
   int32_t grammar_state = 0;       // with params.grammar: where the text so far leaves it
   bool prefill_scored = false;
   bool finished = false;
@@ -40,8 +42,9 @@ struct Engine::Sequence {
 
 struct Engine::Planned {
   Sequence* seq;
-  int count;      // tokens this forward brings
-  bool keep_all;  // logits for every row (prompt log-probabilities)
+  int count;          // tokens this forward brings
+  bool keep_all;      // logits for every row (prompt log-probabilities)
+  int proposals = 0;  // speculative: count - 1 guessed tokens after the last one (seq->draft)
 };
 
 Engine::Engine(std::shared_ptr<GptNeoxModel> model, std::shared_ptr<const Tokenizer> tokenizer,
@@ -187,6 +190,15 @@ std::vector<Engine::Planned> Engine::plan() {
   for (auto it = running_.begin(); it != running_.end();) {
     Sequence& s = **it;
     const int need = static_cast<int>(s.tokens.size()) - s.computed;
+    if (need == 1) {  // a decode step, speculative when guesses are wanted, found and fit
+      const int proposals = propose(s, budget);
+      if (proposals > 0 && blocks_->reserve(s.blocks, s.computed + 1 + proposals)) {
+        budget -= proposals;
+        work.push_back({&s, 1 + proposals, false, proposals});
+        ++it;
+        continue;
+      }
+    }
     const int count = need == 1 ? 1 : std::min(need, budget);
     if (count == 0) {
       ++it;
@@ -268,12 +280,28 @@ std::vector<Engine::Planned> Engine::plan() {
   return work;
 }
 
+int Engine::propose(Sequence& s, int budget) {
+  const int wanted = s.params.speculate.value_or(options_.speculate);
+  if (wanted <= 0) return 0;
+  // Never guess past what the request may still emit (this step emits one more than it guesses).
+  const int room = std::min(s.params.max_new_tokens - s.generated(),
+                            options_.max_total_tokens - static_cast<int>(s.tokens.size())) - 1;
+  int most = std::min({wanted, room, budget});
+  const ModelConfig& c = model_->config();
+  if (c.rope_scaling == RopeScaling::Dynamic)  // past the trained length a forward's rotations depend on its longest
+    most = std::min(most, c.max_position_embeddings - static_cast<int>(s.tokens.size()));  // row: guess only within it
+  if (most <= 0) return 0;
+  s.draft.assign(1, s.tokens.back());
+  return propose_by_ngram(s.tokens, most, s.draft);
+}
+
 void Engine::run(std::vector<Planned>& work) {
   std::vector<SequenceStep> steps;
   bool prefill = false;
   for (const Planned& w : work) {
     Sequence& s = *w.seq;
-    steps.push_back({s.tokens.data() + s.computed, w.count, s.computed, &s.blocks, w.keep_all, s.adapter.get()});
+    const int32_t* tokens = w.proposals > 0 ? s.draft.data() : s.tokens.data() + s.computed;
+    steps.push_back({tokens, w.count, s.computed, &s.blocks, w.keep_all || w.proposals > 0, s.adapter.get()});
     prefill = prefill || w.count > 1 || s.computed == 0;
   }
   const ForwardBatch batch = make_batch(steps, options_.block_size, prefill);
@@ -283,6 +311,11 @@ void Engine::run(std::vector<Planned>& work) {
   int64_t row = 0;
   for (const Planned& w : work) {
     Sequence& s = *w.seq;
+    if (w.proposals > 0) {
+      verify(s, w.proposals, out.logits.data() + row * vocab);
+      row += w.count;
+      continue;
+    }
     if (w.keep_all) {  // logprob of each prompt token given the ones before it
       for (int r = 0; r < w.count; ++r) {
         const int target = s.computed + r + 1;
@@ -299,6 +332,30 @@ void Engine::run(std::vector<Planned>& work) {
       emit_token(s, out.logits.data() + (row + rows - 1) * vocab);
     row += rows;
   }
+}
+
+// Row j of `logits` follows the last token and the first j guesses. Each row
+// is sampled exactly as a decode step would sample it (the forward gives a
+// row the same bits whatever else it holds; the request's random stream
+// advances once per emitted token either way), so the output is the one
+// decoding without speculation gives, greedy or sampled. While the emitted
+// token equals the guess that was fed in after it, the next row is valid
+// too: its K/V are kept (computed advances) and it is sampled in turn. For a
+// guess that is one token with certainty, accepting it exactly when a sample
+// of the model's distribution equals it is the rejection-sampling rule.
+void Engine::verify(Sequence& s, int proposals, float* logits) {
+  const int32_t vocab = model_->config().vocab_size;
+  int accepted = 0;
+  s.computed += 1;
+  blocks_->publish(s.blocks, s.tokens, s.computed, s.prefix);
+  for (int j = 0; j <= proposals; ++j) {
+    emit_token(s, logits + static_cast<int64_t>(j) * vocab);
+    if (s.finished || j == proposals || s.tokens.back() != s.draft[static_cast<size_t>(j) + 1]) break;
+    ++accepted;
+    s.computed += 1;
+    blocks_->publish(s.blocks, s.tokens, s.computed, s.prefix);
+  }
+  metrics_.count_speculation(static_cast<uint64_t>(proposals), static_cast<uint64_t>(accepted));
 }
 
 namespace {

@@ -43,6 +43,10 @@ struct EngineOptions {
   // Reuse the K/V of whole blocks of prompt (and earlier output) another
   // request computed: a shared system prompt or chat history is prefilled once.
   bool prefix_caching = true;
+  // Speculative decoding by prompt lookup: up to this many tokens proposed
+  // per decode step, verified in the same forward (0: off; a request's
+  // `speculate` overrides it). Proposals count against the prefill budget.
+  int speculate = 0;
 };
 
 // Refusal because the engine is full (HTTP 429), distinct from bad input.
@@ -108,6 +112,10 @@ class Engine {
   std::vector<Planned> plan();
   void preempt(std::list<std::unique_ptr<Sequence>>::iterator it);
   void run(std::vector<Planned>& work);
+  // Speculation: fills seq.draft with the last token and up to `budget` guesses; returns how many guesses.
+  int propose(Sequence& seq, int budget);
+  // Emits the tokens of a speculative step's rows while the guesses hold.
+  void verify(Sequence& seq, int proposals, float* logits);
   void emit_token(Sequence& seq, float* logits);
   // The tokens seq's grammar allows now (EOS only where it is complete).
   const uint64_t* grammar_mask(Sequence& seq);

@@ -69,6 +69,22 @@ uint64_t EngineMetrics::prefix_hit_tokens() const {
   return prefix_hit_tokens_;
 }
 
+void EngineMetrics::count_speculation(uint64_t proposed, uint64_t accepted) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  speculated_tokens_ += proposed;
+  accepted_speculated_tokens_ += accepted;
+}
+
+uint64_t EngineMetrics::speculated_tokens() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return speculated_tokens_;
+}
+
+uint64_t EngineMetrics::accepted_speculated_tokens() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return accepted_speculated_tokens_;
+}
+
 std::map<std::string, uint64_t> EngineMetrics::requests_by_outcome() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return requests_;

@@ -37,17 +37,22 @@ struct EngineMetrics {
   void count_tokens(uint64_t generated, uint64_t prompt);
   // A request admitted with `prompt` tokens, `hit` of them found in the prefix cache.
   void count_prefix_lookup(uint64_t prompt, uint64_t hit);
+  // A speculative step: `proposed` tokens guessed, the first `accepted` of them right.
+  void count_speculation(uint64_t proposed, uint64_t accepted);
   std::map<std::string, uint64_t> requests_by_outcome() const;
   uint64_t generated_tokens() const;
   uint64_t prompt_tokens() const;
   uint64_t prefix_lookup_tokens() const;
   uint64_t prefix_hit_tokens() const;
+  uint64_t speculated_tokens() const;
+  uint64_t accepted_speculated_tokens() const;
 
  private:
   mutable std::mutex mutex_;
   std::map<std::string, uint64_t> requests_;
   uint64_t generated_tokens_ = 0, prompt_tokens_ = 0;
   uint64_t prefix_lookup_tokens_ = 0, prefix_hit_tokens_ = 0;
+  uint64_t speculated_tokens_ = 0, accepted_speculated_tokens_ = 0;
 };
 
 }  // namespace flashneox

@@ -33,6 +33,7 @@ void SamplingParams::validate() const {
     throw bad("presence_penalty", ">= -2.0 and <= 2.0");
   if (max_new_tokens < 1) throw bad("max_new_tokens", "strictly positive");
   if (top_n_tokens < 0 || top_n_tokens > 10) throw bad("top_n_tokens", ">= 0 and <= 10");
+  if (speculate && (*speculate < 0 || *speculate > kMaxSpeculate)) throw bad("speculate", ">= 0 and <= 16");
   if (stop.size() > 16) throw bad("stop", "at most 16 sequences");
   for (const std::string& s : stop)
     if (s.empty()) throw bad("stop", "non-empty strings");

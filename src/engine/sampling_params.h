@@ -11,6 +11,8 @@ namespace flashneox {
 
 class Grammar;
 
+constexpr int kMaxSpeculate = 16;  // most tokens proposed per step
+
 struct SamplingParams {
   bool do_sample = false;
   std::optional<double> temperature;   // > 0; 0 means greedy
@@ -30,6 +32,10 @@ struct SamplingParams {
   // skips a pass over the vocabulary per token and reports 0 (sampling gets
   // it for free; top_n_tokens > 0 computes it anyway).
   bool logprobs = true;
+  // Speculative decoding: tokens proposed per step (by prompt lookup) and
+  // verified in one forward; 0 turns it off, none takes the engine's default.
+  // Outputs are the same with it or without it.
+  std::optional<int> speculate;
   // Constrained decoding: only tokens that keep the text inside the grammar,
   // and EOS once it is complete. Shared by copies; used by the engine thread.
   std::shared_ptr<Grammar> grammar;

@@ -114,6 +114,7 @@ GenerateCall parse_generate_body(const std::string& body, const Tokenizer& token
   if (auto v = f.number("presence_penalty", -2.0, 2.0)) p.presence_penalty = *v;
   if (auto v = f.integer("seed", 0, INT64_MAX)) p.seed = static_cast<uint64_t>(*v);
   if (auto v = f.integer("top_n_tokens", 0, 10)) p.top_n_tokens = static_cast<int>(*v);
+  if (auto v = f.integer("speculate", 0, kMaxSpeculate)) p.speculate = static_cast<int>(*v);
   // LoRAX's name for the same thing.
   if (auto v = f.integer("return_k_alternatives", 0, 10)) p.top_n_tokens = static_cast<int>(*v);
   p.stop = read_stop(f, "stop", false);

@@ -28,6 +28,7 @@ void read_common(JsonFields& f, OpenAiCall& call, const char* max_tokens_field, 
   if (auto v = f.number("frequency_penalty", -2.0, 2.0)) p.frequency_penalty = *v;
   if (auto v = f.number("repetition_penalty", 0.0, 1e9)) p.repetition_penalty = *v;
   if (auto v = f.integer("seed", 0, INT64_MAX)) p.seed = static_cast<uint64_t>(*v);
+  if (auto v = f.integer("speculate", 0, kMaxSpeculate)) p.speculate = static_cast<int>(*v);
   p.max_new_tokens = default_max;
   for (const char* field : {max_tokens_field, "max_tokens"}) {
     if (auto v = f.integer(field, 1, INT32_MAX)) {

@@ -57,6 +57,13 @@ std::string render_metrics(Server& server) {
           hits);
   gauge("flashneox_prefix_cache_hit_rate", "Hit tokens over looked-up tokens so far.",
         looked_up > 0 ? hits / looked_up : 0.0);
+  const double proposed = static_cast<double>(m.speculated_tokens());
+  const double accepted = static_cast<double>(m.accepted_speculated_tokens());
+  counter("flashneox_speculative_proposed_tokens_total", "Tokens proposed by speculative decoding.", proposed);
+  counter("flashneox_speculative_accepted_tokens_total", "Of those, tokens the model confirmed (emitted without a step).",
+          accepted);
+  gauge("flashneox_speculative_acceptance_rate", "Accepted over proposed tokens so far.",
+        proposed > 0 ? accepted / proposed : 0.0);
   counter("flashneox_adapter_loads_total", "Adapter loads.", static_cast<double>(a.loads));
   counter("flashneox_adapter_load_failures_total", "Adapter loads that failed.", static_cast<double>(a.failures));
   counter("flashneox_adapter_evictions_total", "Adapters evicted to stay within --adapter-memory.",

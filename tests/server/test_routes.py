@@ -154,6 +154,35 @@ def test_prefix_caching_reuses_a_shared_prompt(make_server):
     assert plain.metric("flashneox_prefix_cache_hit_tokens_total") == 0
 
 
+def test_speculation_keeps_the_text_and_counts_its_guesses(make_server):
+    """--speculate on the server and `speculate` per request: the same text, stream and
+    non-stream, as without it; /metrics counts guesses; a request can turn it off."""
+    with open(os.path.join(ROOT, "tests", "data", "tinyshakespeare.txt"), encoding="utf-8") as f:
+        passage = f.read(1200)
+    prompt = passage + "\n\n" + passage[:80]  # quotes itself: guesses hold
+    fast, plain = make_server("--speculate", "4"), make_server()
+    body = {"inputs": prompt, "parameters": {"max_new_tokens": 40, "details": True}}
+    want = requests.post(plain.url + "/generate", json=body, timeout=60).json()
+    got = requests.post(fast.url + "/generate", json=body, timeout=60).json()
+    assert got["generated_text"] == want["generated_text"]
+    assert [t["id"] for t in got["details"]["tokens"]] == [t["id"] for t in want["details"]["tokens"]]
+    with requests.post(fast.url + "/generate_stream", json=body, stream=True, timeout=60) as s:
+        events = list(sse_events(s))
+    assert "".join(e["token"]["text"] for e in events if not e["token"]["special"]) == want["generated_text"]
+    proposed = fast.metric("flashneox_speculative_proposed_tokens_total")
+    accepted = fast.metric("flashneox_speculative_accepted_tokens_total")
+    assert 0 < accepted <= proposed
+    assert fast.metric("flashneox_speculative_acceptance_rate") == pytest.approx(accepted / proposed, abs=1e-6)
+    off = {"inputs": prompt, "parameters": {"max_new_tokens": 20, "speculate": 0}}
+    assert requests.post(fast.url + "/generate", json=off, timeout=60).status_code == 200
+    assert fast.metric("flashneox_speculative_proposed_tokens_total") == proposed
+    on = {"prompt": prompt, "max_tokens": 20, "temperature": 0, "speculate": 3}
+    assert requests.post(plain.url + "/v1/completions", json=on, timeout=60).status_code == 200
+    assert plain.metric("flashneox_speculative_proposed_tokens_total") > 0
+    bad = requests.post(plain.url + "/generate", json={"inputs": "O", "parameters": {"speculate": 17}})
+    assert bad.status_code == 422 and "speculate" in bad.json()["error"]
+
+
 def test_bad_input_gets_errors_and_server_keeps_serving(server):
     def post(path, data=None, json_body=None):
         r = requests.post(server.url + path, data=data, json=json_body,

@@ -1,0 +1,213 @@
+// Speculative decoding by prompt lookup: the proposer's guesses, and an
+// engine that speculates giving exactly the tokens (and log-probabilities,
+// texts, finish reasons) of one that does not, greedy or sampled, under
+// batching, preemption, chunked prefill, LoRA adapters, stop sequences and
+// length limits, on the bundled model and every fixture model.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "engine/engine.h"
+#include "engine/ngram_proposer.h"
+#include "lora/random_adapter.h"
+#include "test_support.h"
+
+namespace flashneox {
+namespace {
+
+TEST(NgramProposer, ProposesWhatFollowedTheLongestMostRecentMatch) {
+  std::vector<int32_t> out;
+  // "2 3 4" occurred at 1: what followed it, up to the end of the text.
+  EXPECT_EQ(propose_by_ngram({1, 2, 3, 4, 5, 9, 2, 3, 4}, 3, out), 3);
+  EXPECT_EQ(out, (std::vector<int32_t>{5, 9, 2}));
+  out.clear();
+  EXPECT_EQ(propose_by_ngram({1, 2, 3, 4, 5, 9, 2, 3, 4}, 10, out), 5);
+  EXPECT_EQ(out, (std::vector<int32_t>{5, 9, 2, 3, 4}));
+  // No earlier "2 3 4": the two-token suffix "3 4", most recent first (at 5, not at 1).
+  out.assign(1, 77);  // appends after what is there
+  EXPECT_EQ(propose_by_ngram({7, 3, 4, 8, 1, 3, 4, 9, 2, 3, 4}, 2, out), 2);
+  EXPECT_EQ(out, (std::vector<int32_t>{77, 9, 2}));
+  out.clear();
+  EXPECT_EQ(propose_by_ngram({1, 2, 3, 4}, 4, out), 0);  // nothing repeats
+  EXPECT_EQ(propose_by_ngram({5}, 4, out), 0);
+  EXPECT_EQ(propose_by_ngram({}, 4, out), 0);
+  EXPECT_EQ(propose_by_ngram({5, 5}, 0, out), 0);
+  EXPECT_TRUE(out.empty());
+}
+
+std::shared_ptr<const Tokenizer> shakespeare_tokenizer() {
+  static std::shared_ptr<const Tokenizer> t = Tokenizer::from_file(testing::bundled_model() + "/tokenizer.json");
+  return t;
+}
+
+struct Outcome {
+  std::vector<RequestEvent> tokens;
+  RequestEvent final_event;
+};
+
+Outcome drain(RequestHandle& handle) {
+  Outcome out;
+  RequestEvent e;
+  while (handle.next(e, std::chrono::milliseconds(0)))
+    (e.kind == RequestEvent::Kind::Token ? out.tokens.emplace_back() : out.final_event) = e;
+  EXPECT_TRUE(handle.done());
+  return out;
+}
+
+void expect_same(const Outcome& got, const Outcome& want, const std::string& what) {
+  ASSERT_EQ(got.tokens.size(), want.tokens.size()) << what;
+  for (size_t i = 0; i < got.tokens.size(); ++i) {
+    EXPECT_EQ(got.tokens[i].token.id, want.tokens[i].token.id) << what << ", token " << i;
+    EXPECT_EQ(got.tokens[i].token.logprob, want.tokens[i].token.logprob) << what << ", token " << i;
+  }
+  EXPECT_EQ(got.final_event.generated_text, want.final_event.generated_text) << what;
+  EXPECT_EQ(got.final_event.finish_reason, want.final_event.finish_reason) << what;
+}
+
+// Greedy and seeded sampled requests (penalties, filters), prompts that quote
+// themselves (where guesses hold), stop sequences and short length limits.
+std::vector<GenerationRequest> requests() {
+  const char* prompts[] = {
+      "ROMEO:",
+      "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\nFirst Citizen:\nBefore we "
+      "proceed any further, hear me speak.",
+      "KING RICHARD III:\nNow is the winter of our discontent\nMade glorious summer by this sun of York;\n\nKING "
+      "RICHARD III:\nNow is the winter of",
+      "JULIET:\nWherefore art thou", "O Romeo, Romeo, Romeo, Romeo,", "MENENIUS:\nI tell you, friends,"};
+  std::vector<GenerationRequest> out;
+  for (int i = 0; i < 12; ++i) {
+    GenerationRequest r;
+    r.prompt = shakespeare_tokenizer()->encode(prompts[i % 6]);
+    r.params.max_new_tokens = 6 + (i * 7) % 29;
+    r.params.ignore_eos_token = true;
+    if (i % 4 == 3) r.params.stop = {"lord"};
+    if (i % 3 == 1) {
+      r.params.do_sample = true;
+      r.params.seed = 500 + i;
+      r.params.temperature = 0.5 + 0.2 * (i % 3);
+      if (i % 2) r.params.top_k = 20;
+      if (i % 5 == 0) r.params.repetition_penalty = 1.3;
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::unique_ptr<Engine> bundled_engine(EngineOptions options) {
+  if (options.kv_cache_bytes == 0) options.kv_cache_bytes = 64u << 20;
+  if (options.max_total_tokens == 0) options.max_total_tokens = 256;
+  return std::make_unique<Engine>(GptNeoxModel::load(testing::bundled_model()), shakespeare_tokenizer(), options);
+}
+
+// Each request alone without speculation, then all of them in a staggered
+// batch that speculates (`options.speculate`), with adapter i % 3 (0: none).
+void expect_speculation_changes_nothing(EngineOptions options, bool expect_preemption) {
+  const ModelConfig c = ModelConfig::from_file(testing::bundled_model() + "/config.json");
+  const std::vector<std::shared_ptr<const LoraAdapter>> adapters = {nullptr, random_lora_adapter(c, 8, 1, 0.05f),
+                                                                    random_lora_adapter(c, 4, 2, 0.05f)};
+  auto reqs = requests();
+  for (size_t i = 0; i < reqs.size(); ++i) reqs[i].adapter = adapters[i % adapters.size()];
+  std::vector<Outcome> plain;
+  for (const auto& r : reqs) {
+    auto engine = bundled_engine({});
+    auto handle = engine->submit(r);
+    engine->run_until_idle();
+    plain.push_back(drain(*handle));
+  }
+  auto engine = bundled_engine(options);
+  const int total_blocks = engine->stats().kv_blocks_total;
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    handles.push_back(engine->submit(reqs[i]));
+    if (i % 3 == 2) engine->step();
+  }
+  engine->run_until_idle();
+  for (size_t i = 0; i < reqs.size(); ++i) expect_same(drain(*handles[i]), plain[i], "request " + std::to_string(i));
+  const EngineMetrics& m = engine->metrics();
+  EXPECT_GT(m.speculated_tokens(), 0u);
+  EXPECT_GT(m.accepted_speculated_tokens(), 0u);
+  EXPECT_LT(m.accepted_speculated_tokens(), m.speculated_tokens());
+  const auto by_outcome = m.requests_by_outcome();
+  EXPECT_EQ(by_outcome.count("preempted") && by_outcome.at("preempted") > 0, expect_preemption);
+  EXPECT_EQ(engine->stats().kv_blocks_free, total_blocks);
+}
+
+TEST(Speculation, GivesTheTokensOfPlainDecoding) {
+  EngineOptions options;
+  options.speculate = 5;
+  expect_speculation_changes_nothing(options, false);
+}
+
+TEST(Speculation, GivesTheTokensOfPlainDecodingUnderPreemptionAndChunkedPrefill) {
+  EngineOptions tight;
+  tight.speculate = 3;
+  tight.block_size = 4;
+  tight.max_total_tokens = 128;
+  const ModelConfig c = ModelConfig::from_file(testing::bundled_model() + "/config.json");
+  tight.kv_cache_bytes = KvCache::block_bytes(c.num_layers, 4, c.num_heads, c.head_size) * 40;
+  tight.max_batch_prefill_tokens = 24;
+  tight.max_batch_total_tokens = 4096;
+  expect_speculation_changes_nothing(tight, true);
+}
+
+TEST(Speculation, ARequestTurnsItOnOrOff) {
+  GenerationRequest r = requests()[1];  // a prompt that repeats itself
+  for (const auto& [engine_default, request, speculates] :
+       {std::tuple{0, std::optional<int>{}, false}, {0, std::optional<int>{4}, true},
+        {4, std::optional<int>{0}, false}, {4, std::optional<int>{}, true}}) {
+    EngineOptions options;
+    options.speculate = engine_default;
+    auto engine = bundled_engine(options);
+    r.params.speculate = request;
+    auto handle = engine->submit(r);
+    engine->run_until_idle();
+    drain(*handle);
+    EXPECT_EQ(engine->metrics().speculated_tokens() > 0, speculates) << engine_default;
+  }
+  r.params.speculate = kMaxSpeculate + 1;
+  EXPECT_THROW(bundled_engine({})->submit(r), Error);
+}
+
+// Every fixture model, greedy, its reference prompts decoded together: the
+// same tokens with and without speculation.
+TEST(Speculation, EveryFixtureModelDecodesTheSameTokens) {
+  std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::from_file(testing::test_data("pythia-tokenizer.json"));
+  for (const std::string& name : testing::fixture_model_names()) {
+    const std::string dir = testing::fixture_model(name);
+    const auto ref = testing::load_reference(dir);
+    std::shared_ptr<GptNeoxModel> model = GptNeoxModel::load(dir);
+    size_t longest = 0;
+    for (const auto& p : ref.prompts) longest = std::max(longest, p.size());
+    const int new_tokens = 24;
+    std::vector<Outcome> runs[2];
+    for (int speculate : {0, 4}) {
+      EngineOptions options;
+      options.speculate = speculate;
+      options.kv_cache_bytes = 16u << 20;
+      const int wanted = static_cast<int>(longest) + new_tokens;
+      options.max_total_tokens = model->config().rope_scaling == RopeScaling::Dynamic  // may pass the trained length
+                                     ? wanted
+                                     : std::min(model->config().max_position_embeddings, wanted);
+      options.max_input_length = options.max_total_tokens - 1;
+      Engine engine(model, tokenizer, options);
+      std::vector<std::shared_ptr<RequestHandle>> handles;
+      for (const auto& prompt : ref.prompts) {
+        GenerationRequest r;
+        r.prompt = prompt;
+        r.params.max_new_tokens = std::max(1, options.max_total_tokens - static_cast<int>(prompt.size()));
+        r.params.ignore_eos_token = true;
+        handles.push_back(engine.submit(r));
+      }
+      engine.run_until_idle();
+      for (auto& h : handles) runs[speculate > 0].push_back(drain(*h));
+      // (Dynamic rope: its prompts already pass the trained length, where nothing is guessed.)
+      if (speculate > 0 && model->config().rope_scaling != RopeScaling::Dynamic) {
+        EXPECT_GT(engine.metrics().speculated_tokens(), 0u) << name;
+      }
+    }
+    for (size_t i = 0; i < ref.prompts.size(); ++i) expect_same(runs[1][i], runs[0][i], name + " prompt " + std::to_string(i));
+  }
+}
+
+}  // namespace
+}  // namespace flashneox
