@@ -31,6 +31,8 @@ struct Engine::Sequence {
   std::string text;
   std::vector<TokenInfo> prefill;  // decoder_input_details
   std::vector<int32_t> draft;      // a speculative step's input: the last token, then the proposals
+  int guess_misses = 0;            // speculative steps in a row where no guess held
+  int guess_pause = 0;             // decode steps left before guessing again
   int32_t grammar_state = 0;       // with params.grammar: where the text so far leaves it
   bool prefill_scored = false;
   bool finished = false;
@@ -283,6 +285,10 @@ std::vector<Engine::Planned> Engine::plan() {
 int Engine::propose(Sequence& s, int budget) {
   const int wanted = s.params.speculate.value_or(options_.speculate);
   if (wanted <= 0) return 0;
+  if (s.guess_pause > 0) {  // text that does not repeat itself: wasted rows, so guess ever more rarely
+    --s.guess_pause;
+    return 0;
+  }
   // Never guess past what the request may still emit (this step emits one more than it guesses).
   const int room = std::min(s.params.max_new_tokens - s.generated(),
                             options_.max_total_tokens - static_cast<int>(s.tokens.size())) - 1;
@@ -356,6 +362,8 @@ void Engine::verify(Sequence& s, int proposals, float* logits) {
     blocks_->publish(s.blocks, s.tokens, s.computed, s.prefix);
   }
   metrics_.count_speculation(static_cast<uint64_t>(proposals), static_cast<uint64_t>(accepted));
+  s.guess_misses = accepted > 0 ? 0 : s.guess_misses + 1;
+  s.guess_pause = s.guess_misses > 1 ? std::min(1 << (s.guess_misses - 1), 16) : 0;
 }
 
 namespace {
