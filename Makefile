@@ -3,7 +3,7 @@ BUILD ?= build
 SAN_BUILD ?= build-sanitize
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test test-venv test-wheel test-sanitize test-tsan test-aarch64 clean fuzz fuzz-api bench-tokenizer bench-grammar serve bench-peers bench-race soak
+.PHONY: deps build test test-venv test-wheel test-sanitize test-tsan test-aarch64 clean fuzz fuzz-api bench-tokenizer bench-grammar serve bench-peers bench-race bench-q4 soak
 
 deps:
 	@./scripts/install-deps.sh
@@ -135,17 +135,20 @@ fuzz: deps
 	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/run-fuzzers.sh
 
 # Side-by-side benchmark of the tokenizer against Hugging Face tokenizers.
+# llama-cpp-python builds llama.cpp for this CPU, without its multimodal
+# library (LLAVA_BUILD: hundreds of files, an hour on two cores, unused here).
 BENCH_VENV ?= $(HOME)/.cache/flashneox/bench-venv
+LLAMA_CMAKE_ARGS = -DGGML_NATIVE=ON -DLLAVA_BUILD=OFF
 $(BENCH_VENV)/bin/python:
 	python3 -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
 
 bench-tokenizer: build $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python bench/tokenizer_compare.py
 
 # flashneox against llama.cpp and CTranslate2 on random Pythia-160M and -410M weights.
 bench-peers: build $(BENCH_VENV)/bin/python
-	CMAKE_ARGS="-DGGML_NATIVE=ON" $(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt -r bench/requirements-torch.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt -r bench/requirements-torch.txt
 	$(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-160m.json
 	$(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-410m.json
 
@@ -154,6 +157,12 @@ bench-peers: build $(BENCH_VENV)/bin/python
 RACE_ROUNDS ?= 2
 RACE = $(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-160m.json --rounds $(RACE_ROUNDS) --new 64
 bench-race: build $(BENCH_VENV)/bin/python
-	CMAKE_ARGS="-DGGML_NATIVE=ON" $(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
 	for p in 128 512 1920; do $(RACE) --prompt $$p --engines flashneox-f16,llama-f16,flashneox-int8,llama-q8; done
 	for b in 8 32; do $(RACE) --prompt 128 --batch $$b --engines flashneox-f16,llama-f16; done
+
+# 4-bit: flashneox q4 against llama.cpp Q4_0 (gguf-py, every matrix Q4_0) and
+# Q4_K_M (llama.cpp's quantizer), Pythia-160M, -410M and -1B shapes, prompt 512.
+bench-q4: build $(BENCH_VENV)/bin/python
+	for c in 160m 410m 1b; do $(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-$$c.json \
+	  --rounds $(RACE_ROUNDS) --new 64 --prompt 512 --engines flashneox-q4,llama-q4,llama-q4km; done
