@@ -32,6 +32,30 @@ TEST(GenerateCli, GreedyReproducesTheFourReferenceTexts) {
   }
 }
 
+// The reference texts again, speculating by prompt lookup and with the
+// bundled model drafting for itself; the summary says how many guesses held.
+TEST(GenerateCli, SpeculationKeepsTheReferenceTexts) {
+  std::ifstream in(testing::bundled_model() + "/reference.json");
+  const auto ref = nlohmann::json::parse(in);
+  for (const std::string& flags : {std::string("--speculate 4"), "--draft-model " + testing::bundled_model() + " --speculate 3"}) {
+    const auto& g = ref["greedy"][1];
+    std::string out, summary;
+    const std::string cmd = testing::flashneox_binary() + " generate " + flags +
+                            " --temperature 0 --max-new-tokens 48 --ignore-eos --prompt " +
+                            shell_quote(g["prompt"].get<std::string>());
+    ASSERT_EQ(testing::run_command(cmd + " 2>/dev/null", &out, false), 0);
+    EXPECT_EQ(out, g["greedy_48_text"].get<std::string>()) << flags;
+    ASSERT_EQ(testing::run_command(cmd + " 2>&1 >/dev/null", &summary, false), 0);
+    EXPECT_NE(summary.find("guesses accepted"), std::string::npos) << summary;
+  }
+  std::string out;
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " generate --prompt hi --draft-model " +
+                                     testing::fixture_model("neox-parallel"), &out), 1);
+  EXPECT_NE(out.find("vocabulary"), std::string::npos) << out;
+  EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " generate --prompt hi --speculate 17", &out), 1);
+  EXPECT_NE(out.find("--speculate"), std::string::npos) << out;
+}
+
 TEST(GenerateCli, SummaryGoesToStderrAndErrorsAreClear) {
   std::string out;
   ASSERT_EQ(testing::run_command(testing::flashneox_binary() + " generate --prompt 'To be' --max-new-tokens 4 --seed 3 --temperature 0.8 2>&1 >/dev/null", &out, false), 0);

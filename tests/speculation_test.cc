@@ -1,8 +1,9 @@
-// Speculative decoding by prompt lookup: the proposer's guesses, and an
-// engine that speculates giving exactly the tokens (and log-probabilities,
-// texts, finish reasons) of one that does not, greedy or sampled, under
-// batching, preemption, chunked prefill, LoRA adapters, stop sequences and
-// length limits, on the bundled model and every fixture model.
+// Speculative decoding, by prompt lookup and with a draft model: the
+// proposer's guesses, and an engine that speculates giving exactly the tokens
+// (and log-probabilities, texts, finish reasons) of one that does not, greedy
+// or sampled, under batching, preemption, chunked prefill, LoRA adapters,
+// stop sequences and length limits, on the bundled model and every fixture
+// model.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -148,6 +149,54 @@ TEST(Speculation, GivesTheTokensOfPlainDecodingUnderPreemptionAndChunkedPrefill)
   tight.max_batch_prefill_tokens = 24;
   tight.max_batch_total_tokens = 4096;
   expect_speculation_changes_nothing(tight, true);
+}
+
+// The bundled model as its own draft: every greedy guess holds, sampled ones
+// only where the sample agrees; the tokens are plain decoding's either way.
+TEST(Speculation, ADraftModelGivesTheTokensOfPlainDecoding) {
+  EngineOptions options;
+  options.draft_model = GptNeoxModel::load(testing::bundled_model());
+  expect_speculation_changes_nothing(options, false);
+}
+
+TEST(Speculation, ADraftModelGivesTheTokensOfPlainDecodingUnderPreemption) {
+  EngineOptions tight;
+  tight.draft_model = GptNeoxModel::load(testing::bundled_model());
+  tight.speculate = 3;
+  tight.block_size = 4;
+  tight.max_total_tokens = 128;
+  const ModelConfig c = ModelConfig::from_file(testing::bundled_model() + "/config.json");
+  tight.kv_cache_bytes = KvCache::block_bytes(c.num_layers, 4, c.num_heads, c.head_size) * 40;
+  tight.max_batch_prefill_tokens = 24;
+  tight.max_batch_total_tokens = 4096;
+  expect_speculation_changes_nothing(tight, true);
+}
+
+// A draft of random weights (the full-vocabulary fixture) guesses wrong
+// nearly always: nothing changes but the speed. One of another vocabulary is refused.
+TEST(Speculation, AWrongDraftChangesNothingAndAForeignOneIsRefused) {
+  EngineOptions options;
+  options.draft_model = GptNeoxModel::load(testing::fixture_model("neox-fullvocab"));
+  auto engine = bundled_engine(options);
+  auto plain = bundled_engine({});
+  const auto reqs = requests();
+  std::vector<std::shared_ptr<RequestHandle>> got, want;
+  for (int i = 0; i < 4; ++i) {
+    got.push_back(engine->submit(reqs[static_cast<size_t>(i)]));
+    want.push_back(plain->submit(reqs[static_cast<size_t>(i)]));
+  }
+  engine->run_until_idle();
+  plain->run_until_idle();
+  for (int i = 0; i < 4; ++i) expect_same(drain(*got[i]), drain(*want[i]), "request " + std::to_string(i));
+  EXPECT_GT(engine->metrics().speculated_tokens(), 0u);
+  EXPECT_EQ(engine->stats().kv_blocks_free, engine->stats().kv_blocks_total);
+  options.draft_model = GptNeoxModel::load(testing::fixture_model("neox-parallel"));  // 1,000 entries
+  try {
+    bundled_engine(options);
+    ADD_FAILURE() << "a draft of another vocabulary was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("vocabulary"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Speculation, ARequestTurnsItOnOrOff) {

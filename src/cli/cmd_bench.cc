@@ -293,6 +293,7 @@ int run_bench(int argc, char** argv) {
                         options.block_size;
   options.kv_cache_bytes = tokens * 2 * c.num_layers * c.hidden_size * dtype_size(options.kv_cache_dtype);
   std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::from_file(default_model_dir() + "/tokenizer.json");
+  options.draft_model = load_draft_model(args, *tokenizer);
   std::shared_ptr<const LoraAdapter> given;  // --adapter DIR: every request runs with it
   const DType adapter_dtype = lora_dtype_for(model->weights().dtype);
   if (args.has("--adapter")) given = LoraAdapter::load(args.get("--adapter"), args.get("--adapter"), c, adapter_dtype);

@@ -23,6 +23,7 @@ int run_generate(int argc, char** argv) {
   options.block_size = args.get_int("--block-size", options.block_size);
   options.kv_cache_dtype = parse_kv_dtype(args.get("--kv-cache-dtype", "f32"));
   options.speculate = parse_speculate(args);
+  options.draft_model = load_draft_model(args, *loaded.tokenizer);
   const ModelConfig& c = loaded.model->config();
   const int64_t total_tokens = static_cast<int64_t>(ids.size()) + params.max_new_tokens;
   if (total_tokens > c.max_position_embeddings && c.rope_scaling != RopeScaling::Dynamic)

@@ -65,9 +65,10 @@ int run_serve(int argc, char** argv) {
   options.adapters.local_root = args.get("--adapter-root", "");
   if (args.has("--adapter-memory"))
     options.adapters.memory_budget = parse_byte_size(args.get("--adapter-memory"), "--adapter-memory");
-  const EngineOptions engine_options = engine_options_from_flags(args);
+  EngineOptions engine_options = engine_options_from_flags(args);
   configure_allocator_for_server();
   LoadedModel loaded = load_model_from_flags(args);
+  engine_options.draft_model = load_draft_model(args, *loaded.tokenizer);
   // A hub id names itself; a folder by its name.
   const std::string model_arg = args.get("--model", "");
   const bool from_hub = !model_arg.empty() && !std::filesystem::exists(model_arg) && is_hub_id(model_arg);

@@ -12,7 +12,7 @@ const Flag kAdapterDir{"--adapter", "DIR", "", "run with this PEFT LoRA adapter"
 
 Flags generate_flags() {
   return Flags{{"--prompt", "TEXT", "", "the prompt (required)"}} + model_flags() + cache_flags() + sampling_flags() +
-         Flags{kAdapterDir, speculate_flag()};
+         Flags{kAdapterDir, speculate_flag(), draft_model_flag()};
 }
 
 Flags perplexity_flags() {
@@ -75,7 +75,7 @@ Flags bench_flags() {
                {"--adapter-rank", "R", "16", "rank of the random adapters"},
                {"--adapter", "DIR", "", "every request runs with this PEFT LoRA adapter"},
                {"--json", "", "", "one JSON report on stdout"},
-               speculate_flag(), check_weights_flag()};
+               speculate_flag(), draft_model_flag(), check_weights_flag()};
 }
 
 Flags tokenize_flags() {

@@ -32,6 +32,28 @@ Flag speculate_flag() {
           "the prompt and output) and checked in the same forward; the output is unchanged"};
 }
 
+Flag draft_model_flag() {
+  return {"--draft-model", "DIR|ORG/NAME", "off",
+          "speculate with this smaller GPT-NeoX of the same tokenizer as the guesser (--speculate defaults to 4)"};
+}
+
+std::shared_ptr<GptNeoxModel> load_draft_model(const Args& args, const Tokenizer& tokenizer) {
+  if (!args.has("--draft-model")) return nullptr;
+  LoadOptions options;
+  if (args.has("--dtype")) options.weight_dtype = parse_weight_dtype(args.get("--dtype"));
+  LoadedModel draft = load_model(args.get("--draft-model"), options, /*require_tokenizer=*/false);
+  if (draft.tokenizer) {  // the same ids must mean the same text
+    const Tokenizer& other = *draft.tokenizer;
+    bool same = other.vocab_size() == tokenizer.vocab_size();
+    for (int32_t id = 0; same && id < tokenizer.vocab_size(); ++id)
+      same = other.token_bytes(id) == tokenizer.token_bytes(id) && other.is_special(id) == tokenizer.is_special(id);
+    if (!same)
+      throw Error(concat(args.get("--draft-model"), ": the draft model's tokenizer.json differs from the model's; a draft "
+                         "must share its tokenizer"));
+  }
+  return std::shared_ptr<GptNeoxModel>(std::move(draft.model));
+}
+
 Flags cache_flags() { return {kv_cache_dtype_flag(), {"--block-size", "N", "16", "tokens per KV cache block"}}; }
 
 DType parse_weight_dtype(const std::string& s, const char* name) {
@@ -57,7 +79,7 @@ Flags engine_flags() {
                {"--max-active-adapters", "N", "128", "distinct LoRA adapters in the running batch"},
                {"--no-prefix-caching", "", "", "recompute every prompt (by default whole blocks of K/V computed before "
                 "for the same leading tokens and adapter are reused)"},
-               speculate_flag()};
+               speculate_flag(), draft_model_flag()};
 }
 
 Flags sampling_flags() {

@@ -21,6 +21,9 @@ Flag check_weights_flag();
 Flag kv_cache_dtype_flag();
 Flag speculate_flag();  // --speculate N
 int parse_speculate(const Args& args);
+Flag draft_model_flag();  // --draft-model DIR
+// --draft-model, loaded with --dtype; throws when its tokenizer is not `tokenizer`.
+std::shared_ptr<GptNeoxModel> load_draft_model(const Args& args, const Tokenizer& tokenizer);
 // --dtype: the weights' compute dtype (f32, f16, bf16, int8); default: as stored.
 // `name` is what error messages call it.
 DType parse_weight_dtype(const std::string& text, const char* name = "--dtype");

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/memory_size.h"
+#include "engine/draft_proposer.h"
 #include "engine/ngram_proposer.h"
 #include "engine/sampler.h"
 #include "model/sequence_batch.h"
@@ -31,6 +32,7 @@ struct Engine::Sequence {
   std::string text;
   std::vector<TokenInfo> prefill;  // decoder_input_details
   std::vector<int32_t> draft;      // a speculative step's input: the last token, then the proposals
+  int guesses = 0;                 // this step's guesses (draft[1..])
   int guess_misses = 0;            // speculative steps in a row where no guess held
   int guess_pause = 0;             // decode steps left before guessing again
   int32_t grammar_state = 0;       // with params.grammar: where the text so far leaves it
@@ -84,6 +86,10 @@ Engine::Engine(std::shared_ptr<GptNeoxModel> model, std::shared_ptr<const Tokeni
   // A step holds at most the prefill budget plus one decode token per sequence.
   workspace_.reserve(c, static_cast<int64_t>(o.max_batch_prefill_tokens) + o.max_batch_size);
   blocks_ = std::make_unique<BlockManager>(num_blocks, o.block_size, o.prefix_caching);
+  if (o.draft_model) {  // as many tokens in its cache as in the model's
+    draft_ = std::make_unique<DraftProposer>(o.draft_model, c.vocab_size, num_blocks, o.block_size);
+    if (o.speculate <= 0) o.speculate = 4;
+  }
 }
 
 Engine::~Engine() { stop(); }
@@ -179,6 +185,7 @@ void Engine::preempt(std::list<std::unique_ptr<Sequence>>::iterator it) {
   std::unique_ptr<Sequence> seq = std::move(*it);
   running_.erase(it);
   blocks_->release(seq->blocks);
+  if (draft_) draft_->forget(seq->id);
   seq->computed = 0;
   seq->prefix.published = 0;
   metrics_.count_request("preempted");
@@ -188,12 +195,13 @@ void Engine::preempt(std::list<std::unique_ptr<Sequence>>::iterator it) {
 std::vector<Engine::Planned> Engine::plan() {
   std::vector<Planned> work;
   int budget = options_.max_batch_prefill_tokens;
+  guess(budget);
   // Running sequences first: decodes (one token) and prefill chunks.
   for (auto it = running_.begin(); it != running_.end();) {
     Sequence& s = **it;
     const int need = static_cast<int>(s.tokens.size()) - s.computed;
-    if (need == 1) {  // a decode step, speculative when guesses are wanted, found and fit
-      const int proposals = propose(s, budget);
+    if (need == 1) {  // a decode step, speculative when guesses were made and fit
+      const int proposals = std::min(s.guesses, budget);
       if (proposals > 0 && blocks_->reserve(s.blocks, s.computed + 1 + proposals)) {
         budget -= proposals;
         work.push_back({&s, 1 + proposals, false, proposals});
@@ -282,7 +290,7 @@ std::vector<Engine::Planned> Engine::plan() {
   return work;
 }
 
-int Engine::propose(Sequence& s, int budget) {
+int Engine::guess_room(Sequence& s, int budget) {
   const int wanted = s.params.speculate.value_or(options_.speculate);
   if (wanted <= 0) return 0;
   if (s.guess_pause > 0) {  // text that does not repeat itself: wasted rows, so guess ever more rarely
@@ -296,9 +304,30 @@ int Engine::propose(Sequence& s, int budget) {
   const ModelConfig& c = model_->config();
   if (c.rope_scaling == RopeScaling::Dynamic)  // past the trained length a forward's rotations depend on its longest
     most = std::min(most, c.max_position_embeddings - static_cast<int>(s.tokens.size()));  // row: guess only within it
-  if (most <= 0) return 0;
-  s.draft.assign(1, s.tokens.back());
-  return propose_by_ngram(s.tokens, most, s.draft);
+  return std::max(most, 0);
+}
+
+void Engine::guess(int budget) {
+  std::vector<DraftProposer::Request> asks;
+  std::vector<Sequence*> asking;
+  for (const auto& seq : running_) {
+    Sequence& s = *seq;
+    s.guesses = 0;
+    if (static_cast<int>(s.tokens.size()) - s.computed != 1) continue;  // prefilling
+    const int most = guess_room(s, budget);
+    if (most == 0) continue;
+    s.draft.assign(1, s.tokens.back());
+    if (draft_) {
+      asks.push_back({s.id, &s.tokens, s.computed, most, &s.draft});
+      asking.push_back(&s);
+    } else {
+      s.guesses = propose_by_ngram(s.tokens, most, s.draft);
+    }
+    budget -= most;
+  }
+  if (asks.empty()) return;
+  draft_->propose(asks);
+  for (Sequence* s : asking) s->guesses = static_cast<int>(s->draft.size()) - 1;
 }
 
 void Engine::run(std::vector<Planned>& work) {
@@ -493,6 +522,7 @@ const uint64_t* Engine::grammar_mask(Sequence& s) {
 void Engine::finish(Sequence& s, FinishReason reason) {
   s.finished = true;
   if (!s.blocks.empty()) blocks_->release(s.blocks);
+  if (draft_) draft_->forget(s.id);
   RequestEvent event;
   event.kind = RequestEvent::Kind::Finished;
   event.finish_reason = reason;
@@ -515,6 +545,7 @@ void Engine::finish(Sequence& s, FinishReason reason) {
 void Engine::fail(Sequence& s, const std::string& message, int status, const std::string& outcome) {
   s.finished = true;
   if (!s.blocks.empty()) blocks_->release(s.blocks);
+  if (draft_) draft_->forget(s.id);
   RequestEvent event;
   event.kind = RequestEvent::Kind::Failed;
   event.error = message;

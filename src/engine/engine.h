@@ -47,9 +47,14 @@ struct EngineOptions {
   // per decode step, verified in the same forward (0: off; a request's
   // `speculate` overrides it). Proposals count against the prefill budget.
   int speculate = 0;
+  // Guesses come from this smaller model with the same vocabulary (greedy,
+  // its own KV cache) instead of prompt lookup; speculate defaults to 4 with it.
+  std::shared_ptr<GptNeoxModel> draft_model;
 };
 
 // Refusal because the engine is full (HTTP 429), distinct from bad input.
+class DraftProposer;
+
 class OverloadedError : public Error {
  public:
   using Error::Error;
@@ -112,8 +117,10 @@ class Engine {
   std::vector<Planned> plan();
   void preempt(std::list<std::unique_ptr<Sequence>>::iterator it);
   void run(std::vector<Planned>& work);
-  // Speculation: fills seq.draft with the last token and up to `budget` guesses; returns how many guesses.
-  int propose(Sequence& seq, int budget);
+  // Speculation: guesses for every decoding sequence that wants them (seq.draft, seq.guesses),
+  // from the draft model or by prompt lookup, within the step's `budget`.
+  void guess(int budget);
+  int guess_room(Sequence& seq, int budget);  // the most guesses seq may take now
   // Emits the tokens of a speculative step's rows while the guesses hold.
   void verify(Sequence& seq, int proposals, float* logits);
   void emit_token(Sequence& seq, float* logits);
@@ -131,6 +138,7 @@ class Engine {
   std::unique_ptr<KvCache> cache_;
   ForwardWorkspace workspace_;  // sized at start for the largest step
   std::unique_ptr<BlockManager> blocks_;
+  std::unique_ptr<DraftProposer> draft_;  // with options.draft_model
   EngineMetrics metrics_;
   std::unique_ptr<TokenTrie> token_trie_;  // built when the first constrained request samples
   std::vector<uint64_t> grammar_mask_;     // scratch
