@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Speculative decoding (prompt lookup) against plain decoding on the bundled
-model, batch 1, greedy: the four reference prompts and a prompt that quotes a
+"""Speculative decoding (prompt lookup, and the draft model of
+tests/data/draft-shakespeare) against plain decoding on the bundled model,
+batch 1, greedy: the four reference prompts and a prompt that quotes a
 long passage and starts it again (where lookup should shine); and, where few
 guesses can hold, the first reference prompt sampled at temperature 1.5
 (seeded, so the text is the same either way). Runs
-`flashneox generate` with --speculate 0 and --speculate N alternately, so
-both see the same machine, and reports median decode tokens/s, their ratio
-(above 1: speculation is faster) and the share of guesses accepted. The
-texts must be identical (checked).
+`flashneox generate` plain, with --speculate N and with --draft-model
+alternately, so all see the same machine, and reports median decode
+tokens/s, the ratios to plain (above 1: speculation is faster) and the
+guesses accepted. The texts must be identical (checked).
 
-    python3 bench/speculation.py [--speculate 4] [--rounds 5] [--new 128] [--threads 2]
+    python3 bench/speculation.py [--speculate 4] [--rounds 5] [--new 128] [--threads 2] [--draft DIR]
 """
 import argparse
 import json
@@ -36,10 +37,12 @@ def prompts():
     return out
 
 
-def run(name, prompt, speculate, args):
+def run(name, prompt, mode, args):
     sampling = ["--temperature", "1.5", "--seed", "1"] if name.startswith("sampled") else ["--temperature", "0"]
+    speculation = {"plain": ["--speculate", "0"], "lookup": ["--speculate", str(args.speculate)],
+                   "draft": ["--draft-model", args.draft, "--speculate", str(args.speculate)]}[mode]
     cmd = [BINARY, "generate", "--model", MODEL, "--prompt", prompt, *sampling, "--ignore-eos",
-           "--max-new-tokens", str(args.new), "--threads", str(args.threads), "--speculate", str(speculate)]
+           "--max-new-tokens", str(args.new), "--threads", str(args.threads), *speculation]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     m = SUMMARY.search(done.stderr)
     if not m:
@@ -54,26 +57,31 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--draft", default=os.path.join(ROOT, "tests", "data", "draft-shakespeare"))
     args = ap.parse_args()
-    print(f"bundled model, batch 1, {args.new} new tokens, {args.threads} threads, --speculate "
-          f"{args.speculate} vs 0, median of {args.rounds} alternating rounds")
-    print(f"{'prompt':<13} {'plain tok/s':>11} {'speculative':>11} {'ratio':>6} {'accepted':>9}")
+    modes = ["plain", "lookup"] + (["draft"] if os.path.isdir(args.draft) else [])
+    print(f"bundled model, batch 1, {args.new} new tokens, {args.threads} threads, --speculate {args.speculate}, "
+          f"median of {args.rounds} alternating rounds; guesses accepted of proposed")
+    print(f"{'prompt':<13} {'plain tok/s':>11} {'lookup':>8} {'ratio':>6} {'accepted':>9}"
+          + (f" {'draft':>8} {'ratio':>6} {'accepted':>9}" if "draft" in modes else ""))
     for name, prompt in prompts():
-        plain, fast, acc = [], [], []
+        rates = {m: [] for m in modes}
+        acc = {}
         texts = set()
         for _ in range(args.rounds):
-            text, rate, _, _ = run(name, prompt, 0, args)
-            plain.append(rate)
-            texts.add(text)
-            text, rate, accepted, proposed = run(name, prompt, args.speculate, args)
-            fast.append(rate)
-            texts.add(text)
-            acc.append((accepted, proposed))
+            for m in modes:
+                text, rate, accepted, proposed = run(name, prompt, m, args)
+                rates[m].append(rate)
+                texts.add(text)
+                acc[m] = f"{accepted}/{proposed}"
         if len(texts) != 1:
             sys.exit(f"{name}: speculation changed the text")
-        a, p = acc[0]
-        print(f"{name:<13} {statistics.median(plain):11.1f} {statistics.median(fast):11.1f} "
-              f"{statistics.median(fast) / statistics.median(plain):6.2f} {a:>4}/{p:<4}")
+        plain = statistics.median(rates["plain"])
+        line = f"{name:<13} {plain:11.1f}"
+        for m in modes[1:]:
+            med = statistics.median(rates[m])
+            line += f" {med:8.1f} {med / plain:6.2f} {acc[m]:>9}"
+        print(line)
 
 
 if __name__ == "__main__":
