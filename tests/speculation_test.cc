@@ -199,6 +199,31 @@ TEST(Speculation, AWrongDraftChangesNothingAndAForeignOneIsRefused) {
   }
 }
 
+// The draft trained for the bundled model (tests/data/draft-shakespeare):
+// the same tokens, and its guesses hold often (it agrees with the bundled
+// model's greedy choice on about half the held-out tokens).
+TEST(Speculation, TheTrainedDraftGuessesRightOften) {
+  EngineOptions options;
+  options.draft_model = GptNeoxModel::load(testing::test_data("draft-shakespeare"));
+  auto engine = bundled_engine(options);
+  auto plain = bundled_engine({});
+  std::vector<std::shared_ptr<RequestHandle>> got, want;
+  for (const char* prompt : {"ROMEO:", "JULIET:\nWherefore art thou", "KING RICHARD III:\nNow is the winter of"}) {
+    GenerationRequest r;
+    r.prompt = shakespeare_tokenizer()->encode(prompt);
+    r.params.max_new_tokens = 40;
+    r.params.ignore_eos_token = true;
+    got.push_back(engine->submit(r));
+    want.push_back(plain->submit(r));
+  }
+  engine->run_until_idle();
+  plain->run_until_idle();
+  for (size_t i = 0; i < got.size(); ++i) expect_same(drain(*got[i]), drain(*want[i]), "prompt " + std::to_string(i));
+  const EngineMetrics& m = engine->metrics();
+  EXPECT_GT(m.accepted_speculated_tokens(), m.speculated_tokens() / 4)
+      << m.accepted_speculated_tokens() << " of " << m.speculated_tokens();
+}
+
 TEST(Speculation, ARequestTurnsItOnOrOff) {
   GenerationRequest r = requests()[1];  // a prompt that repeats itself
   for (const auto& [engine_default, request, speculates] :
