@@ -33,6 +33,7 @@ struct Engine::Sequence {
   std::vector<TokenInfo> prefill;  // decoder_input_details
   std::vector<int32_t> draft;      // a speculative step's input: the last token, then the proposals
   int guesses = 0;                 // this step's guesses (draft[1..])
+  int guess_limit = 0;             // with a draft model: the most guesses next time (0: as many as wanted)
   int guess_misses = 0;            // speculative steps in a row where no guess held
   int guess_pause = 0;             // decode steps left before guessing again
   int32_t grammar_state = 0;       // with params.grammar: where the text so far leaves it
@@ -301,6 +302,7 @@ int Engine::guess_room(Sequence& s, int budget) {
   const int room = std::min(s.params.max_new_tokens - s.generated(),
                             options_.max_total_tokens - static_cast<int>(s.tokens.size())) - 1;
   int most = std::min({wanted, room, budget});
+  if (s.guess_limit > 0) most = std::min(most, s.guess_limit);
   const ModelConfig& c = model_->config();
   if (c.rope_scaling == RopeScaling::Dynamic)  // past the trained length a forward's rotations depend on its longest
     most = std::min(most, c.max_position_embeddings - static_cast<int>(s.tokens.size()));  // row: guess only within it
@@ -392,6 +394,8 @@ void Engine::verify(Sequence& s, int proposals, float* logits) {
   }
   metrics_.count_speculation(static_cast<uint64_t>(proposals), static_cast<uint64_t>(accepted));
   s.guess_misses = accepted > 0 ? 0 : s.guess_misses + 1;
+  // Each draft guess costs a draft forward: guess one more than held last time.
+  if (draft_) s.guess_limit = accepted + 1;
   s.guess_pause = s.guess_misses > 1 ? std::min(1 << (s.guess_misses - 1), 16) : 0;
 }
 
