@@ -139,7 +139,9 @@ TEST(Speculation, GivesTheTokensOfPlainDecoding) {
   expect_speculation_changes_nothing(options, false);
 }
 
-TEST(Speculation, GivesTheTokensOfPlainDecodingUnderPreemptionAndChunkedPrefill) {
+// 40 blocks of 4 tokens, far fewer than the batch needs (preemption), and a
+// prefill budget of 24 tokens (chunked prefill), 3 guesses a step.
+EngineOptions tight_options() {
   EngineOptions tight;
   tight.speculate = 3;
   tight.block_size = 4;
@@ -148,7 +150,11 @@ TEST(Speculation, GivesTheTokensOfPlainDecodingUnderPreemptionAndChunkedPrefill)
   tight.kv_cache_bytes = KvCache::block_bytes(c.num_layers, 4, c.num_heads, c.head_size) * 40;
   tight.max_batch_prefill_tokens = 24;
   tight.max_batch_total_tokens = 4096;
-  expect_speculation_changes_nothing(tight, true);
+  return tight;
+}
+
+TEST(Speculation, GivesTheTokensOfPlainDecodingUnderPreemptionAndChunkedPrefill) {
+  expect_speculation_changes_nothing(tight_options(), true);
 }
 
 // The bundled model as its own draft: every greedy guess holds, sampled ones
@@ -160,15 +166,8 @@ TEST(Speculation, ADraftModelGivesTheTokensOfPlainDecoding) {
 }
 
 TEST(Speculation, ADraftModelGivesTheTokensOfPlainDecodingUnderPreemption) {
-  EngineOptions tight;
+  EngineOptions tight = tight_options();
   tight.draft_model = GptNeoxModel::load(testing::bundled_model());
-  tight.speculate = 3;
-  tight.block_size = 4;
-  tight.max_total_tokens = 128;
-  const ModelConfig c = ModelConfig::from_file(testing::bundled_model() + "/config.json");
-  tight.kv_cache_bytes = KvCache::block_bytes(c.num_layers, 4, c.num_heads, c.head_size) * 40;
-  tight.max_batch_prefill_tokens = 24;
-  tight.max_batch_total_tokens = 4096;
   expect_speculation_changes_nothing(tight, true);
 }
 

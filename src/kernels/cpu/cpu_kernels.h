@@ -23,6 +23,8 @@ void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias,
 int64_t packed_panels(int64_t rows);
 void pack_weight(const WeightMatrix& w, DType dtype, void* out);
 void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
+// True when the int8 and 4-bit kernels may use AVX-512 VNNI (the CPU has it and FLASHNEOX_ISA allows AVX-512).
+bool has_vnni();
 // int8 (W8A8, VNNI) panels: [cols / 4][32][4] per panel, with scales and column sums.
 int64_t packed_int8_bytes(int64_t rows, int64_t cols);
 void pack_weight_int8(const WeightMatrix& w, void* out, float* scales, int32_t* column_sums);

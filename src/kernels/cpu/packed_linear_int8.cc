@@ -31,17 +31,6 @@ constexpr int kMrAvx2 = 2;
 
 int64_t padded_cols(int64_t cols) { return (cols + 3) / 4 * 4; }
 
-bool has_vnni() {
-#if FLASHNEOX_X86
-  static const bool vnni = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-  }();
-  return vnni && active_isa() == Isa::Avx512;
-#else
-  return false;
-#endif
-}
 
 // Row quantization: u8 = round(x / scale) + 128, scale = absmax / 127
 // (round half away from zero, branch-free so the loop vectorises).
@@ -161,6 +150,18 @@ void panel_scalar(const uint8_t* xq, int64_t ldq, const float* xs, int rows, con
 }
 
 }  // namespace
+
+bool has_vnni() {
+#if FLASHNEOX_X86
+  static const bool vnni = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+  }();
+  return vnni && active_isa() == Isa::Avx512;
+#else
+  return false;
+#endif
+}
 
 int64_t packed_int8_bytes(int64_t rows, int64_t cols) {
   return packed_panels(rows) * padded_cols(cols) * kPanel;

@@ -39,18 +39,6 @@ constexpr int kMrScalar = 1;
 int64_t padded_cols(int64_t cols, int group) { return (cols + group - 1) / group * group; }
 int64_t group_bytes(int group) { return group * kPanel / 2 + kPanel * 2; }  // nibbles, then f16 scales
 
-bool has_vnni() {
-#if FLASHNEOX_X86
-  static const bool vnni = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-  }();
-  return vnni && active_isa() == Isa::Avx512;
-#else
-  return false;
-#endif
-}
-
 // Row quantization to int8, scale = absmax / 127 (round half away from
 // zero, branch-free), and each group's sum of the quantized values.
 FLASHNEOX_LOOP_BODY float quantize_row_s8_body(const float* row, int64_t k, int64_t kp, int group, int8_t* dst,
