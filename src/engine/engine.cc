@@ -31,8 +31,8 @@ struct Engine::Sequence {
   std::unique_ptr<StreamDecoder> stream;
   std::string text;
   std::vector<TokenInfo> prefill;  // decoder_input_details
-  std::vector<int32_t> draft;      // a speculative step's input: the last token, then the proposals
-  int guesses = 0;                 // this step's guesses (draft[1..])
+  std::vector<int32_t> step_input; // a speculative step's input: the last token, then the guesses
+  int guesses = 0;                 // this step's guesses (step_input[1..])
   int guess_limit = 0;             // with a draft model: the most guesses next time (0: as many as wanted)
   int guess_misses = 0;            // speculative steps in a row where no guess held
   int guess_pause = 0;             // decode steps left before guessing again
@@ -49,7 +49,7 @@ struct Engine::Planned {
   Sequence* seq;
   int count;          // tokens this forward brings
   bool keep_all;      // logits for every row (prompt log-probabilities)
-  int proposals = 0;  // speculative: count - 1 guessed tokens after the last one (seq->draft)
+  int proposals = 0;  // speculative: count - 1 guessed tokens after the last one (seq->step_input)
 };
 
 Engine::Engine(std::shared_ptr<GptNeoxModel> model, std::shared_ptr<const Tokenizer> tokenizer,
@@ -318,18 +318,18 @@ void Engine::guess(int budget) {
     if (static_cast<int>(s.tokens.size()) - s.computed != 1) continue;  // prefilling
     const int most = guess_room(s, budget);
     if (most == 0) continue;
-    s.draft.assign(1, s.tokens.back());
+    s.step_input.assign(1, s.tokens.back());
     if (draft_) {
-      asks.push_back({s.id, &s.tokens, s.computed, most, &s.draft});
+      asks.push_back({s.id, &s.tokens, s.computed, most, &s.step_input});
       asking.push_back(&s);
     } else {
-      s.guesses = propose_by_ngram(s.tokens, most, s.draft);
+      s.guesses = propose_by_ngram(s.tokens, most, s.step_input);
     }
     budget -= most;
   }
   if (asks.empty()) return;
   draft_->propose(asks);
-  for (Sequence* s : asking) s->guesses = static_cast<int>(s->draft.size()) - 1;
+  for (Sequence* s : asking) s->guesses = static_cast<int>(s->step_input.size()) - 1;
 }
 
 void Engine::run(std::vector<Planned>& work) {
@@ -337,7 +337,7 @@ void Engine::run(std::vector<Planned>& work) {
   bool prefill = false;
   for (const Planned& w : work) {
     Sequence& s = *w.seq;
-    const int32_t* tokens = w.proposals > 0 ? s.draft.data() : s.tokens.data() + s.computed;
+    const int32_t* tokens = w.proposals > 0 ? s.step_input.data() : s.tokens.data() + s.computed;
     steps.push_back({tokens, w.count, s.computed, &s.blocks, w.keep_all || w.proposals > 0, s.adapter.get()});
     prefill = prefill || w.count > 1 || s.computed == 0;
   }
@@ -387,7 +387,7 @@ void Engine::verify(Sequence& s, int proposals, float* logits) {
   blocks_->publish(s.blocks, s.tokens, s.computed, s.prefix);
   for (int j = 0; j <= proposals; ++j) {
     emit_token(s, logits + static_cast<int64_t>(j) * vocab);
-    if (s.finished || j == proposals || s.tokens.back() != s.draft[static_cast<size_t>(j) + 1]) break;
+    if (s.finished || j == proposals || s.tokens.back() != s.step_input[static_cast<size_t>(j) + 1]) break;
     ++accepted;
     s.computed += 1;
     blocks_->publish(s.blocks, s.tokens, s.computed, s.prefix);

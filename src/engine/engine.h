@@ -117,7 +117,7 @@ class Engine {
   std::vector<Planned> plan();
   void preempt(std::list<std::unique_ptr<Sequence>>::iterator it);
   void run(std::vector<Planned>& work);
-  // Speculation: guesses for every decoding sequence that wants them (seq.draft, seq.guesses),
+  // Speculation: guesses for every decoding sequence that wants them (seq.step_input, seq.guesses),
   // from the draft model or by prompt lookup, within the step's `budget`.
   void guess(int budget);
   int guess_room(Sequence& seq, int budget);  // the most guesses seq may take now
