@@ -239,14 +239,16 @@ def test_body_limit_and_api_key(make_server):
 
 def test_overload_gives_429(make_server):
     s = make_server("--max-concurrent-requests", "1")
-    # The bundled model is tiny: on a fast machine the held request can finish its 2,000 tokens
-    # before the second request arrives, so the race is tried a few times; a server that ignores
-    # the limit answers 200 every time.
+    # The held stream's line iterator is kept: a discarded one closes the connection when it is
+    # collected, and the server then cancels the held request (as it should) before the second
+    # arrives. The race is still tried a few times; a server that ignores the limit answers 200
+    # every time.
     statuses = []
     for _ in range(5):
         with requests.post(s.url + "/generate_stream", stream=True, json={
                 "inputs": "ROMEO:", "parameters": {"max_new_tokens": 2000, "ignore_eos_token": True}}) as held:
-            next(held.iter_lines())  # it is running
+            lines = held.iter_lines()
+            next(lines)  # it is running
             r = requests.post(s.url + "/generate", json={"inputs": "x", "parameters": {"max_new_tokens": 1}})
             statuses.append(r.status_code)
             if r.status_code == 429:
