@@ -3,14 +3,18 @@
 // (and log-probabilities, texts, finish reasons) of one that does not, greedy
 // or sampled, under batching, preemption, chunked prefill, LoRA adapters,
 // stop sequences and length limits, on the bundled model and every fixture
-// model.
+// model; and sampled tokens that keep the model's distribution where guesses
+// are fed, accepted and rejected (a chi-square test).
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <map>
 
 #include "engine/engine.h"
 #include "engine/ngram_proposer.h"
 #include "lora/random_adapter.h"
+#include "model/sequence_batch.h"
 #include "test_support.h"
 
 namespace flashneox {
@@ -239,6 +243,161 @@ TEST(Speculation, ARequestTurnsItOnOrOff) {
   }
   r.params.speculate = kMaxSpeculate + 1;
   EXPECT_THROW(bundled_engine({})->submit(r), Error);
+}
+
+// The model's last-row logits for `tokens`, one prefill on a fresh cache.
+std::vector<float> last_logits(GptNeoxModel& model, const std::vector<int32_t>& tokens) {
+  const int block_size = 16;
+  auto cache = model.make_cache(blocks_for(static_cast<int>(tokens.size()), block_size), block_size);
+  std::vector<int32_t> blocks(static_cast<size_t>(cache->num_blocks()));
+  for (size_t i = 0; i < blocks.size(); ++i) blocks[i] = static_cast<int32_t>(i);
+  SequenceStep step{tokens.data(), static_cast<int>(tokens.size()), 0, &blocks, false};
+  return model.forward(make_batch({step}, block_size, true), *cache).logits;
+}
+
+// What a sampled request draws from: softmax(logits / t) over the k largest.
+std::map<int32_t, double> top_k_distribution(const std::vector<float>& logits, int k, double t) {
+  std::vector<int32_t> ids(logits.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  std::map<int32_t, double> p;
+  double sum = 0;
+  for (int i = 0; i < k; ++i) sum += p[ids[i]] = std::exp((logits[ids[i]] - logits[ids[0]]) / t);
+  for (auto& [id, q] : p) q /= sum;
+  return p;
+}
+
+// Pearson's statistic of `counts` against `p`; categories expected fewer than 5
+// times are pooled. Fails the test when it passes the 1e-4 critical value.
+void expect_fits(const std::map<int32_t, int>& counts, const std::map<int32_t, double>& p, const std::string& what) {
+  int n = 0;
+  for (const auto& [id, c] : counts) {
+    EXPECT_TRUE(p.count(id)) << what << ": token " << id << " lies outside the top-k";
+    n += c;
+  }
+  ASSERT_GT(n, 0) << what;
+  double stat = 0, pooled_expected = 0, pooled_seen = 0;
+  int categories = 0;
+  for (const auto& [id, q] : p) {
+    const double expected = q * n;
+    const double seen = counts.count(id) ? counts.at(id) : 0;
+    if (expected < 5) {
+      pooled_expected += expected;
+      pooled_seen += seen;
+      continue;
+    }
+    stat += (seen - expected) * (seen - expected) / expected;
+    ++categories;
+  }
+  if (pooled_expected >= 5) {
+    stat += (pooled_seen - pooled_expected) * (pooled_seen - pooled_expected) / pooled_expected;
+    ++categories;
+  }
+  // Chi-square quantiles at 1 - 1e-4, by degrees of freedom (categories - 1).
+  const double critical[] = {0, 15.14, 18.42, 21.11, 23.51, 25.74, 27.86, 29.88, 31.83};
+  ASSERT_GE(categories, 2) << what;
+  EXPECT_LT(stat, critical[categories - 1]) << what << ": chi-square " << stat << " over " << n << " draws, "
+                                            << categories << " categories";
+}
+
+// Sampling stays a draw from the model's distribution when guesses are fed.
+// The prompt opens with "a b c d" and ends with "a b": after a first token c
+// the lookup guesses d (and what followed it), so the second token is sampled
+// from a row that carries a guess, and the third either beside the accepted d
+// in the same forward or, after a rejection, in a later step. 4,000 seeded
+// requests on a fixture's 1,000-token vocabulary, top-k 8: the frequencies of
+// each fit the model's probabilities (chi-square).
+TEST(Speculation, SampledTokensKeepTheModelsDistribution) {
+  const std::string dir = testing::fixture_model("neox-parallel");
+  std::shared_ptr<GptNeoxModel> model = GptNeoxModel::load(dir);
+  std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::from_file(testing::test_data("pythia-tokenizer.json"));
+  const int k = 8;
+  const double temperature = 0.4;
+  std::vector<int32_t> base;  // the longest reference prompt
+  for (const auto& p : testing::load_reference(dir).prompts)
+    if (p.size() > base.size()) base = p;
+  ASSERT_GE(base.size(), 3u);
+  const int32_t a = base[base.size() - 2], b = base.back();
+  auto prompt_with = [&](int32_t c, int32_t d) {
+    std::vector<int32_t> p = {a, b, c, d};
+    p.insert(p.end(), base.begin(), base.end());
+    return p;
+  };
+  auto plus = [](std::vector<int32_t> v, std::initializer_list<int32_t> more) {
+    v.insert(v.end(), more);
+    return v;
+  };
+  auto distribution = [&](const std::vector<int32_t>& tokens) {
+    return top_k_distribution(last_logits(*model, tokens), k, temperature);
+  };
+  auto likeliest = [&](const std::vector<int32_t>& tokens) {
+    const std::vector<float> l = last_logits(*model, tokens);
+    return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+  };
+  // c and d: the model's likeliest continuations of the prompt they open.
+  int32_t c = likeliest(base), d = likeliest(plus(base, {c}));
+  for (int i = 0; i < 4; ++i) {
+    c = likeliest(prompt_with(c, d));
+    d = likeliest(plus(prompt_with(c, d), {c}));
+  }
+  const std::vector<int32_t> prompt = prompt_with(c, d);
+  const auto p_first = distribution(prompt);
+  const auto p_after_c = distribution(plus(prompt, {c}));
+  ASSERT_TRUE(p_first.count(c) && p_after_c.count(d));
+  ASSERT_GT(p_first.at(c) * p_after_c.at(d), 0.03) << "the guess should hold often enough to count";
+
+  EngineOptions options;
+  options.speculate = 4;
+  options.kv_cache_bytes = 32u << 20;
+  options.max_total_tokens = static_cast<int>(prompt.size()) + 3;
+  options.max_concurrent_requests = 512;
+  const int requests = 4000;
+  std::map<std::vector<int32_t>, int> counts[3];  // by the tokens before: {}, {t1}, {t1, t2}
+  Engine engine(model, tokenizer, options);
+  for (int start = 0; start < requests; start += 500) {
+    std::vector<std::shared_ptr<RequestHandle>> handles;
+    for (int i = start; i < start + 500; ++i) {
+      GenerationRequest r;
+      r.prompt = prompt;
+      r.params.max_new_tokens = 3;
+      r.params.ignore_eos_token = true;
+      r.params.do_sample = true;
+      r.params.seed = 1000 + i;
+      r.params.temperature = temperature;
+      r.params.top_k = k;
+      handles.push_back(engine.submit(r));
+    }
+    engine.run_until_idle();
+    for (auto& h : handles) {
+      const Outcome o = drain(*h);
+      ASSERT_EQ(o.tokens.size(), 3u);
+      std::vector<int32_t> t;
+      for (int j = 0; j < 3; ++j) {
+        std::vector<int32_t> key = t;
+        key.push_back(o.tokens[j].token.id);
+        ++counts[j][key];
+        t.push_back(o.tokens[j].token.id);
+      }
+    }
+  }
+  // The draws of position j that followed `before`, by token.
+  auto draws = [&](const std::vector<int32_t>& before) {
+    std::map<int32_t, int> out;
+    for (const auto& [key, n] : counts[before.size()])
+      if (std::equal(before.begin(), before.end(), key.begin())) out[key.back()] += n;
+    return out;
+  };
+  const EngineMetrics& m = engine.metrics();
+  EXPECT_GT(static_cast<double>(m.accepted_speculated_tokens()), 0.8 * p_first.at(c) * p_after_c.at(d) * requests);
+  expect_fits(draws({}), p_first, "first token");
+  expect_fits(draws({c}), p_after_c, "second token after a guess was fed");
+  expect_fits(draws({c, d}), distribution(plus(prompt, {c, d})), "third token beside the accepted guess");
+  // After a rejected guess: the likeliest second token other than d.
+  const auto seconds = draws({c});
+  int32_t other = -1;
+  for (const auto& [id, n] : seconds)
+    if (id != d && (other < 0 || n > seconds.at(other))) other = id;
+  expect_fits(draws({c, other}), distribution(plus(prompt, {c, other})), "third token after a rejection");
 }
 
 // Every fixture model, greedy, its reference prompts decoded together: the
