@@ -1,5 +1,6 @@
 #include "cache/kv_cache.h"
 
+#include <atomic>
 #include <cstdlib>
 
 #include "core/error.h"
@@ -8,6 +9,8 @@ namespace flashneox {
 
 KvCache::KvCache(int layers, int num_blocks, int block_size, int heads, int head_size, DType dtype)
     : num_blocks_(num_blocks), block_size_(block_size), heads_(heads), head_size_(head_size), dtype_(dtype) {
+  static std::atomic<uint64_t> next_serial{1};
+  serial_ = next_serial.fetch_add(1);
   if (dtype != DType::F32 && dtype != DType::F16) throw Error("the KV cache holds f32 or f16");
   if (layers <= 0 || num_blocks <= 0 || block_size <= 0 || heads <= 0 || head_size <= 0)
     throw Error(concat("invalid KV cache shape: layers ", layers, ", blocks ", num_blocks,

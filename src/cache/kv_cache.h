@@ -28,6 +28,9 @@ class KvCache {
   int heads() const { return heads_; }
   int head_size() const { return head_size_; }
   int64_t num_slots() const { return static_cast<int64_t>(num_blocks_) * block_size_; }
+  // Unique within the process: names this cache to the other ranks of a
+  // tensor-parallel job, which keep a cache of the same shape beside it.
+  uint64_t serial() const { return serial_; }
   size_t bytes() const;
   // Bytes one block takes over all layers (K and V): the unit a budget buys.
   static size_t block_bytes(int layers, int block_size, int heads, int head_size,
@@ -36,6 +39,7 @@ class KvCache {
  private:
   int num_blocks_, block_size_, heads_, head_size_;
   DType dtype_;
+  uint64_t serial_;
   // calloc'd: the kernel hands out zero pages lazily, so a large budget costs
   // memory only as blocks are first used.
   struct Free {

@@ -4,11 +4,13 @@
 #include <map>
 #include <memory>
 
+#include "distributed/tensor_parallel_job.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/model_flags.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "distributed/tensor_parallel_job.h"
 #include "io/safetensors_writer.h"
 #include "lora/lora_adapter.h"
 #include "model/sequence_runner.h"
@@ -39,7 +41,10 @@ int run_logits(int argc, char** argv) {
   if (options.block_size <= 0) throw Error("--block-size must be positive");
   if (options.prefill == 0 || options.prefill < -1) throw Error("--prefill must be at least 1");
 
-  auto model = GptNeoxModel::load(model_dir);
+  LoadOptions load;
+  load.tensor_parallel = tensor_parallel_world();  // under mpirun: split over its ranks
+  auto model = load.tensor_parallel ? load_tensor_parallel_model(*load.tensor_parallel, model_dir, load)
+                                    : GptNeoxModel::load(model_dir, nullptr, load);
   std::map<std::string, std::shared_ptr<const LoraAdapter>> adapters;
   for (const std::string& spec : args.all("--lora")) {
     const size_t eq = spec.find('=');

@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "distributed/tensor_parallel_job.h"
 
 namespace flashneox {
 namespace {
@@ -50,6 +51,15 @@ int run_command_line(int argc, char** argv) {
   std::fprintf(stderr, "flashneox: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;
+}
+
+int run_tensor_parallel_command_line(Communicator& world, int argc, char** argv) {
+  set_tensor_parallel_world(&world);
+  if (world.rank() != 0) return run_tensor_parallel_worker(world);
+  const int status = run_command_line(argc, argv);
+  stop_tensor_parallel_workers(world);
+  set_tensor_parallel_world(nullptr);
+  return status;
 }
 
 }  // namespace flashneox

@@ -5,6 +5,12 @@
 
 namespace flashneox {
 
+class Communicator;
+
 int run_command_line(int argc, char** argv);
+
+// As one rank of a tensor-parallel job: rank 0 runs the command with its
+// model split over `world`; the other ranks run their part until it is done.
+int run_tensor_parallel_command_line(Communicator& world, int argc, char** argv);
 
 }  // namespace flashneox

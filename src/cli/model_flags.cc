@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "distributed/tensor_parallel_job.h"
 #include "io/hub_cache.h"
 
 namespace flashneox {
@@ -130,7 +131,8 @@ std::string resolve_model_dir(const std::string& model, const char* what) {
 LoadedModel load_model(const std::string& model, const LoadOptions& options, bool require_tokenizer) {
   const std::string dir = resolve_model_dir(model);
   LoadedModel loaded;
-  loaded.model = GptNeoxModel::load(dir, nullptr, options);
+  loaded.model = options.tensor_parallel ? load_tensor_parallel_model(*options.tensor_parallel, dir, options)
+                                         : GptNeoxModel::load(dir, nullptr, options);
   const std::string tokenizer_path = dir + "/tokenizer.json";
   if (!std::filesystem::exists(tokenizer_path)) {
     if (!require_tokenizer) return loaded;
@@ -149,6 +151,7 @@ LoadedModel load_model_from_flags(const Args& args) {
   LoadOptions load;
   if (args.has("--dtype")) load.weight_dtype = parse_weight_dtype(args.get("--dtype"));
   load.check_weights = args.has("--check-weights");
+  load.tensor_parallel = tensor_parallel_world();  // under mpirun: split over its ranks
   return load_model(args.get("--model", default_model_dir()), load);
 }
 

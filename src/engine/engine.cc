@@ -71,7 +71,7 @@ Engine::Engine(std::shared_ptr<GptNeoxModel> model, std::shared_ptr<const Tokeni
   if (o.max_batch_size <= 0) throw Error("max_batch_size must be positive");
   if (o.max_active_adapters <= 0) throw Error("max_active_adapters must be positive");
   const size_t block_bytes =
-      KvCache::block_bytes(c.num_layers, o.block_size, c.num_heads, c.head_size, o.kv_cache_dtype);
+      KvCache::block_bytes(c.num_layers, o.block_size, model_->local_heads(), c.head_size, o.kv_cache_dtype);
   if (o.kv_cache_bytes == 0)
     o.kv_cache_bytes = std::min(available_memory_bytes() / 5, size_t{2} << 30);
   const int num_blocks = static_cast<int>(std::min<size_t>(o.kv_cache_bytes / block_bytes, 1 << 30));
@@ -110,6 +110,8 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request) {
   for (int32_t id : request.prompt)
     if (id < 0 || id >= model_->config().vocab_size)
       throw Error(concat("token id ", id, " is outside the vocabulary"));
+  if (request.adapter && model_->tensor_parallel())
+    throw Error("LoRA adapters cannot run with tensor parallelism yet (the model is split across MPI ranks)");
   if (request.adapter && static_cast<int>(request.adapter->layers.size()) != model_->config().num_layers)
     throw Error(concat("adapter '", request.adapter->name, "' was loaded for another model"));
   if (aborting_) throw ShuttingDownError("the server is shutting down");

@@ -2,17 +2,22 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
+#include "distributed/communicator.h"
+#include "distributed/tensor_parallel_protocol.h"
 
 namespace flashneox {
 
 GptNeoxModel::GptNeoxModel(std::string dir, ModelConfig config, ModelWeights weights,
-                           std::unique_ptr<Backend> backend)
+                           std::unique_ptr<Backend> backend, Shard shard, Communicator* tensor_parallel)
     : dir_(std::move(dir)),
       config_(std::move(config)),
       weights_(std::move(weights)),
-      backend_(std::move(backend)) {}
+      backend_(std::move(backend)),
+      shard_(shard),
+      tp_(shard.ranks > 1 ? tensor_parallel : nullptr) {}
 
 std::unique_ptr<GptNeoxModel> GptNeoxModel::load(const std::string& dir,
                                                  std::unique_ptr<Backend> backend,
@@ -21,14 +26,27 @@ std::unique_ptr<GptNeoxModel> GptNeoxModel::load(const std::string& dir,
   if (config.head_size > 256)
     throw Error(concat(dir, "/config.json: head size ", config.head_size,
                        " is larger than the 256 the attention kernels support"));
+  Shard shard;
+  if (options.tensor_parallel) shard = {options.tensor_parallel->rank(), options.tensor_parallel->size()};
+  if (shard.ranks > 1) {
+    if (config.num_heads % shard.ranks)
+      throw Error(concat(dir, "/config.json: ", config.num_heads, " attention heads cannot be split evenly over ",
+                         shard.ranks, " ranks; run a number of ranks that divides them"));
+    if (config.intermediate_size % shard.ranks)
+      throw Error(concat(dir, "/config.json: intermediate_size ", config.intermediate_size,
+                         " cannot be split evenly over ", shard.ranks, " ranks"));
+    if (config.vocab_size < shard.ranks)
+      throw Error(concat(dir, "/config.json: a vocabulary of ", config.vocab_size, " cannot be split over ",
+                         shard.ranks, " ranks"));
+  }
   if (!backend) backend = make_cpu_backend();
-  ModelWeights weights = ModelWeights::load(dir, config, *backend, options);
-  return std::unique_ptr<GptNeoxModel>(
-      new GptNeoxModel(dir, std::move(config), std::move(weights), std::move(backend)));
+  ModelWeights weights = ModelWeights::load(dir, config, *backend, options, shard);
+  return std::unique_ptr<GptNeoxModel>(new GptNeoxModel(dir, std::move(config), std::move(weights),
+                                                        std::move(backend), shard, options.tensor_parallel));
 }
 
 std::unique_ptr<KvCache> GptNeoxModel::make_cache(int num_blocks, int block_size, DType dtype) const {
-  return std::make_unique<KvCache>(config_.num_layers, num_blocks, block_size, config_.num_heads,
+  return std::make_unique<KvCache>(config_.num_layers, num_blocks, block_size, local_heads(),
                                    config_.head_size, dtype);
 }
 
@@ -67,6 +85,7 @@ void GptNeoxModel::validate(const ForwardBatch& b, const KvCache& cache,
   }
   for (int32_t row : b.lm_head_indices)
     if (row < 0 || row >= tokens) throw Error(concat("forward: lm_head index ", row, " out of range"));
+  if (tp_ && !b.adapters.empty()) throw Error("LoRA adapters cannot run with tensor parallelism yet");
   if (!b.adapters.empty()) {
     if (static_cast<int>(b.adapters.size()) != seqs) throw Error("forward: one adapter entry per sequence is required");
     for (const LoraAdapter* a : b.adapters)
@@ -111,13 +130,7 @@ void GptNeoxModel::rotary_tables(const ForwardBatch& b, const std::vector<int32_
 }
 
 ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, ForwardWorkspace* workspace) {
-  const ModelConfig& c = config_;
-  Backend& be = *backend_;
-  const int64_t T = b.num_tokens();
   const int S = b.num_seqs();
-  const int64_t H = c.hidden_size;
-  const int64_t I = c.intermediate_size;
-
   std::vector<int32_t> cu_q = b.cu_seqlen_prefill;
   if (cu_q.empty()) {  // decode: one token per sequence
     cu_q.resize(static_cast<size_t>(S) + 1);
@@ -126,6 +139,35 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
   if (static_cast<int>(cu_q.size()) != S + 1 || cu_q[0] != 0)
     throw Error("forward: cu_seqlen_prefill must have num_seqs + 1 entries starting at 0");
   validate(b, cache, cu_q);
+  if (cache.heads() != local_heads()) throw Error("forward: the KV cache was made for another model");
+  if (!tp_) return run(b, cache, cu_q, workspace);
+  if (tp_->rank() == 0) {  // the other ranks run the same batch
+    // They keep one cache beside rank 0's newest: an older one is gone there.
+    if (cache.serial() < tp_cache_serial_)
+      throw Error("forward: with tensor parallelism, only the newest KV cache can be used");
+    tp_cache_serial_ = cache.serial();
+    TensorParallelForward message{cache.serial(), cache.num_blocks(), cache.block_size(), cache.dtype(), b};
+    std::vector<char> bytes = encode(message);
+    tp_->broadcast(bytes);
+  }
+  try {
+    return run(b, cache, cu_q, workspace);
+  } catch (const std::exception& e) {
+    // The ranks would no longer meet at the same collectives: end the job.
+    tp_->abort(concat("the forward failed: ", e.what()));
+  }
+  return {};  // not reached: abort() ends the job
+}
+
+ForwardOutput GptNeoxModel::run(const ForwardBatch& b, KvCache& cache, const std::vector<int32_t>& cu_q,
+                                ForwardWorkspace* workspace) {
+  const ModelConfig& c = config_;
+  Backend& be = *backend_;
+  const int64_t T = b.num_tokens();
+  const int S = b.num_seqs();
+  const int64_t H = c.hidden_size;
+  const int heads = local_heads();
+  const int64_t local_width = static_cast<int64_t>(heads) * c.head_size;  // this rank's attention columns
 
   // Sequence metadata for the attention kernels.
   std::vector<int32_t> context_lens(static_cast<size_t>(S));
@@ -157,7 +199,7 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
   AttentionParams ap;
   ap.q = q;
   ap.out = attn;
-  ap.heads = c.num_heads;
+  ap.heads = heads;
   ap.head_size = c.head_size;
   ap.block_size = cache.block_size();
   ap.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_size)));
@@ -194,14 +236,19 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
   };
 
   const float eps = static_cast<float>(c.layer_norm_eps);
+  auto bias_or_null = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
   auto mlp = [&](int l, const LayerWeights& lw, const float* input) {
+    const int64_t I = lw.fc_in.rows;  // this rank's units
     be.linear(input, T, lw.fc_in, lw.fc_in_bias.data(), mlp_hidden);
     lora(l, LoraModule::FcIn, input, H, mlp_hidden, I);
     be.activation(mlp_hidden, T * I, c.activation);
-    be.linear(mlp_hidden, T, lw.fc_out, lw.fc_out_bias.data(), mlp_out);
+    be.linear(mlp_hidden, T, lw.fc_out, bias_or_null(lw.fc_out_bias), mlp_out);
     lora(l, LoraModule::FcOut, mlp_hidden, I, mlp_out, H);
   };
-  auto bias_or_null = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
+  // A row-parallel projection's partial sums, added over the ranks.
+  auto all_reduce = [&](float* partial) {
+    if (tp_) tp_->all_reduce_sum(partial, T * H);
+  };
 
   // The rows asked for (lm_head_indices, else all) of a [T, H] activation.
   const int64_t kept_rows = b.lm_head_indices.empty() ? T : static_cast<int64_t>(b.lm_head_indices.size());
@@ -223,7 +270,7 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
     be.layer_norm(x, T, H, lw.ln1_weight.data(), lw.ln1_bias.data(), eps, normed);
     be.linear(normed, T, lw.qkv, bias_or_null(lw.qkv_bias), qkv);
     lora(l, LoraModule::Qkv, normed, H, qkv, 3 * H);
-    be.rotary_and_cache(qkv, T, c.num_heads, c.head_size, c.rotary_dims, cos.data(),
+    be.rotary_and_cache(qkv, T, heads, c.head_size, c.rotary_dims, cos.data(),
                         sin.data(), b.slots.data(), q, cache.keys(l), cache.values(l),
                         cache.dtype(), cache.block_size());
     ap.k_cache = cache.keys(l);
@@ -233,15 +280,23 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
     else
       be.decode_attention(ap);
     be.linear(attn, T, lw.dense, bias_or_null(lw.dense_bias), attn_out);
-    lora(l, LoraModule::Dense, attn, H, attn_out, H);
+    lora(l, LoraModule::Dense, attn, local_width, attn_out, H);
     if (c.parallel_residual) {  // x' = x + attn(ln1(x)) + mlp(ln2(x))
       be.layer_norm(x, T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed);
       mlp(l, lw, normed);
-      be.add(x, attn_out, mlp_out, T * H);
+      if (tp_) {  // both partial sums in one all-reduce (the seed's trick)
+        be.add(attn_out, mlp_out, nullptr, T * H);
+        all_reduce(attn_out);
+        be.add(x, attn_out, nullptr, T * H);
+      } else {
+        be.add(x, attn_out, mlp_out, T * H);
+      }
     } else {  // h = x + attn(ln1(x)); x' = h + mlp(ln2(h))
+      all_reduce(attn_out);
       be.add(x, attn_out, nullptr, T * H);
       be.layer_norm(x, T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed);
       mlp(l, lw, normed);
+      all_reduce(mlp_out);
       be.add(x, mlp_out, nullptr, T * H);
     }
   }
@@ -257,9 +312,29 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
   out.hidden.resize(static_cast<size_t>(out.rows * H));
   be.layer_norm(kept, out.rows, H, weights_.final_ln_weight.data(), weights_.final_ln_bias.data(),
                 eps, out.hidden.data());
-  if (!b.skip_lm_head) {
+  if (!b.skip_lm_head && !tp_) {
     out.logits.resize(static_cast<size_t>(out.rows) * c.vocab_size);
     be.linear(out.hidden.data(), out.rows, weights_.embed_out, nullptr, out.logits.data());
+  } else if (!b.skip_lm_head) {  // each rank's slice of the vocabulary, gathered on rank 0
+    const int64_t width = weights_.embed_out.rows;
+    std::vector<char> mine(static_cast<size_t>(out.rows * width) * sizeof(float));
+    be.linear(out.hidden.data(), out.rows, weights_.embed_out, nullptr, reinterpret_cast<float*>(mine.data()));
+    std::vector<int64_t> sizes;
+    const std::vector<char> all = tp_->gather(mine, &sizes);
+    if (tp_->rank() == 0) {
+      out.logits.resize(static_cast<size_t>(out.rows) * c.vocab_size);
+      const char* piece = all.data();
+      for (int r = 0; r < shard_.ranks; ++r) {
+        const Shard other{r, shard_.ranks};
+        const int64_t begin = other.vocab_begin(c.vocab_size), w = other.vocab_end(c.vocab_size) - begin;
+        if (sizes[r] != static_cast<int64_t>(out.rows * w * sizeof(float)))
+          throw Error(concat("rank ", r, " sent logits of another shape"));
+        for (int64_t row = 0; row < out.rows; ++row)
+          std::memcpy(out.logits.data() + row * c.vocab_size + begin, piece + row * w * sizeof(float),
+                      static_cast<size_t>(w) * sizeof(float));
+        piece += sizes[r];
+      }
+    }
   }
   return out;
 }

@@ -27,19 +27,33 @@ class GptNeoxModel {
   const char* backend_name() const { return backend_->name(); }
   const std::string& directory() const { return dir_; }
 
-  // A KV cache shaped for this model.
+  // Tensor parallelism: this process's part of the model (one rank of
+  // several), or the whole (rank 0 of 1). Heads, MLP units and the LM head's
+  // vocabulary are split; the KV cache holds this rank's heads only.
+  const Shard& shard() const { return shard_; }
+  bool tensor_parallel() const { return shard_.ranks > 1; }
+  int local_heads() const { return config_.num_heads / shard_.ranks; }
+
+  // A KV cache shaped for this model (this rank's heads).
   std::unique_ptr<KvCache> make_cache(int num_blocks, int block_size, DType dtype = DType::F32) const;
 
   // Runs one batch: writes each new token's K/V into its slot, attends over
   // the cached prefix plus the new tokens, and returns the kept rows.
   // Throws Error on a malformed batch (ids, slots or block tables out of range).
+  // With tensor parallelism every rank calls it with the same batch: rank 0
+  // first sends the batch to the others (so they need not be told), the
+  // partial sums meet in an all-reduce per layer (two with a sequential
+  // residual), and the logits are gathered on rank 0 (empty elsewhere).
   // Activations live in `workspace` (grown to the batch if it is smaller);
   // without one, a workspace for this call alone.
   ForwardOutput forward(const ForwardBatch& batch, KvCache& cache, ForwardWorkspace* workspace = nullptr);
 
  private:
   GptNeoxModel(std::string dir, ModelConfig config, ModelWeights weights,
-               std::unique_ptr<Backend> backend);
+               std::unique_ptr<Backend> backend, Shard shard, Communicator* tensor_parallel);
+  // The forward itself (forward() validates, and sends the batch to the other ranks).
+  ForwardOutput run(const ForwardBatch& batch, KvCache& cache, const std::vector<int32_t>& cu_q,
+                    ForwardWorkspace* workspace);
   void validate(const ForwardBatch& batch, const KvCache& cache,
                 const std::vector<int32_t>& cu_q) const;
   // cos/sin [tokens, rotary_dims / 2] for every token at its position.
@@ -50,6 +64,9 @@ class GptNeoxModel {
   ModelConfig config_;
   ModelWeights weights_;
   std::unique_ptr<Backend> backend_;
+  Shard shard_;
+  Communicator* tp_ = nullptr;  // set when shard_.ranks > 1
+  uint64_t tp_cache_serial_ = 0;  // rank 0: the newest cache the other ranks mirror
 };
 
 }  // namespace flashneox

@@ -6,6 +6,7 @@
 // read on demand); biases and layer norms are widened to f32.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,9 +31,26 @@ struct LayerWeights {
   std::vector<float> fc_out_bias;            // [hidden]
 };
 
+class Communicator;
+
 struct LoadOptions {
   std::optional<DType> weight_dtype;  // none: keep each matrix's stored dtype
   bool check_weights = false;         // scan every tensor for NaN/Inf before use
+  // Split the model across these ranks (tensor parallelism); null or one rank: whole.
+  Communicator* tensor_parallel = nullptr;
+};
+
+// Which part of the model a rank holds (DESIGN §6, as the seed's TP layers
+// split it): whole heads of query_key_value and the matching columns of
+// dense, a slice of dense_h_to_4h's rows and dense_4h_to_h's columns, a slice
+// of the vocabulary's LM-head rows. Row-parallel biases live on rank 0 only.
+struct Shard {
+  int rank = 0, ranks = 1;
+  int64_t begin(int64_t n) const { return n * rank / ranks; }  // even splits (checked at load)
+  int64_t end(int64_t n) const { return n * (rank + 1) / ranks; }
+  // The vocabulary need not divide: ceil-sized pieces, the last one shorter.
+  int64_t vocab_begin(int64_t v) const { return std::min(v, (v + ranks - 1) / ranks * rank); }
+  int64_t vocab_end(int64_t v) const { return std::min(v, (v + ranks - 1) / ranks * (rank + 1)); }
 };
 
 struct ModelWeights {
@@ -46,8 +64,9 @@ struct ModelWeights {
   size_t weight_bytes = 0;
 
   // Validates every name and shape against the config; throws naming the tensor.
+  // With a shard of several ranks, only this rank's slices are packed.
   static ModelWeights load(const std::string& dir, const ModelConfig& config, Backend& backend,
-                           const LoadOptions& options = {});
+                           const LoadOptions& options = {}, const Shard& shard = {});
 };
 
 }  // namespace flashneox

@@ -1,0 +1,45 @@
+// What rank 0 tells the other ranks of a tensor-parallel job: load a model
+// (with a fingerprint they check theirs against), run this forward on that
+// cache, stop. Each message is one broadcast of bytes; rank 0's scheduler,
+// sampler and HTTP server never leave it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "model/forward_batch.h"
+
+namespace flashneox {
+
+enum class TensorParallelCommand : uint8_t { Load = 1, Forward = 2, Stop = 3 };
+
+struct TensorParallelLoad {
+  std::string dir;           // the same path on every machine
+  int weight_dtype = -1;     // a DType, or -1: as stored
+  bool check_weights = false;
+  int threads = 0;
+  std::string fingerprint;   // rank 0's model_fingerprint()
+};
+
+struct TensorParallelForward {
+  uint64_t cache_serial = 0;  // which of rank 0's caches: a new one starts a new cache everywhere
+  int num_blocks = 0, block_size = 0;
+  DType kv_dtype = DType::F32;
+  ForwardBatch batch;         // adapters are not sent (refused with tensor parallelism)
+};
+
+std::vector<char> encode(const TensorParallelLoad& load);
+std::vector<char> encode(const TensorParallelForward& forward);
+std::vector<char> encode_stop();
+// Throws Error on a message that is not one of the above.
+TensorParallelCommand command_of(const std::vector<char>& message);
+TensorParallelLoad decode_load(const std::vector<char>& message);
+TensorParallelForward decode_forward(const std::vector<char>& message);
+
+// What every rank must agree on to run one model together: the program's
+// version, the world size and the model folder's config.json.
+std::string model_fingerprint(const std::string& dir, int world_size);
+
+}  // namespace flashneox
