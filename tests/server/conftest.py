@@ -13,10 +13,11 @@ BINARY = os.environ.get("FLASHNEOX_BINARY", os.path.join(ROOT, "build", "flashne
 
 
 class RunningServer:
-    def __init__(self, *extra_args, env=None):
+    def __init__(self, *extra_args, env=None, launcher=()):
         if not os.path.exists(BINARY):
             raise RuntimeError(f"{BINARY} is missing: run `make build` first")
-        args = [BINARY, "serve", "--port", "0", "--kv-cache-memory", "64MiB", *extra_args]
+        # launcher: what starts the binary, e.g. mpirun for a tensor-parallel server.
+        args = [*launcher, BINARY, "serve", "--port", "0", "--kv-cache-memory", "64MiB", *extra_args]
         self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
         self.log = []
@@ -69,8 +70,8 @@ def server():
 def make_server():
     started = []
 
-    def start(*args, env=None):
-        s = RunningServer(*args, env=env)
+    def start(*args, env=None, launcher=()):
+        s = RunningServer(*args, env=env, launcher=launcher)
         started.append(s)
         return s
 
