@@ -19,6 +19,7 @@
 #include "cli/model_flags.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "distributed/tensor_parallel_job.h"
 #include "io/random_checkpoint.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/roofline.h"
@@ -270,8 +271,12 @@ int run_bench(int argc, char** argv) {
     dir = resolve_model_dir(args.get("--model", default_model_dir()));
     label = std::filesystem::path(dir).filename().string();
   }
-  std::shared_ptr<GptNeoxModel> model = GptNeoxModel::load(dir, nullptr, load);
-  if (!temp.empty()) std::filesystem::remove_all(temp);  // the mapping outlives the file
+  load.tensor_parallel = tensor_parallel_world();  // under mpirun: split over its ranks (one machine for --config)
+  std::shared_ptr<GptNeoxModel> model = load.tensor_parallel
+                                            ? load_tensor_parallel_model(*load.tensor_parallel, dir, load)
+                                            : GptNeoxModel::load(dir, nullptr, load);
+  if (!temp.empty()) std::filesystem::remove_all(temp);  // the mapping outlives the file (every rank has loaded)
+  const std::shared_ptr<const GptNeoxModel> measured = model;
   const ModelConfig c = model->config();
   const size_t weight_bytes = model->weights().weight_bytes;
   const std::string dtype = dtype_name(model->weights().dtype);
@@ -363,11 +368,18 @@ int run_bench(int argc, char** argv) {
     return nullptr;
   };
   const size_t rss = resident_bytes();
+  // Tensor parallelism: rank 0's forwards and their time in MPI.
+  const GptNeoxModel::ParallelTimes& tp = measured->parallel_times();
+  const int ranks = measured->shard().ranks;
 
   if (json_out) {
     nlohmann::json out = {{"model", label}, {"dtype", dtype}, {"threads", threads}, {"isa", cpu::isa_name(cpu::active_isa())},
                           {"new_tokens", new_tokens}, {"weight_bytes", weight_bytes}, {"rss_bytes", rss},
+                          {"ranks", ranks},
                           {"machine", {{"read_bandwidth_bytes_per_s", bandwidth}, {"fma_peak_flops", peak}}}};
+    if (ranks > 1)
+      out["tensor_parallel"] = {{"forwards", tp.forwards}, {"forward_seconds", tp.forward_seconds},
+                                {"mpi_seconds", tp.communication_seconds}};
     out["results"] = nlohmann::json::array();
     for (const Result& r : results)
       out["results"].push_back({{"batch", r.batch}, {"prompt", r.prompt}, {"adapters", r.adapters},
@@ -385,8 +397,14 @@ int run_bench(int argc, char** argv) {
   std::printf("model %s · weights %s · %.1f MiB · %d threads (%s) · %d new tokens · resident %.1f MiB\n",
               label.c_str(), dtype.c_str(), weight_bytes / 1048576.0, threads, cpu::isa_name(cpu::active_isa()),
               new_tokens, rss / 1048576.0);
-  std::printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (measured now)\n\n", bandwidth / 1e9,
+  std::printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (measured now)\n", bandwidth / 1e9,
               peak / 1e9);
+  if (ranks > 1)
+    std::printf("tensor parallel: %d ranks (weights and resident memory above: rank 0's); %lld forwards, %.2f ms each, "
+                "%.0f%% of it in MPI\n",
+                ranks, static_cast<long long>(tp.forwards), 1e3 * tp.forward_seconds / std::max<int64_t>(tp.forwards, 1),
+                100.0 * tp.communication_seconds / std::max(tp.forward_seconds, 1e-9));
+  std::printf("\n");
   if (rounds > 1) std::printf("medians of %d rounds, rows in turn\n", rounds);
   std::printf("%7s %6s %8s %14s %9s %13s %15s %11s %17s %19s\n", "prompt", "batch", "adapters", "prefill tok/s",
               "TTFT ms", "decode tok/s", "decode vs base", "vs batch 1", "decode % of BW", "prefill % of peak");

@@ -1,6 +1,7 @@
 #include "model/gpt_neox.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -9,6 +10,10 @@
 #include "distributed/tensor_parallel_protocol.h"
 
 namespace flashneox {
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+}  // namespace
 
 GptNeoxModel::GptNeoxModel(std::string dir, ModelConfig config, ModelWeights weights,
                            std::unique_ptr<Backend> backend, Shard shard, Communicator* tensor_parallel)
@@ -141,6 +146,7 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
   validate(b, cache, cu_q);
   if (cache.heads() != local_heads()) throw Error("forward: the KV cache was made for another model");
   if (!tp_) return run(b, cache, cu_q, workspace);
+  const Clock::time_point start = Clock::now();
   if (tp_->rank() == 0) {  // the other ranks run the same batch
     // They keep one cache beside rank 0's newest: an older one is gone there.
     if (cache.serial() < tp_cache_serial_)
@@ -148,10 +154,15 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
     tp_cache_serial_ = cache.serial();
     TensorParallelForward message{cache.serial(), cache.num_blocks(), cache.block_size(), cache.dtype(), b};
     std::vector<char> bytes = encode(message);
+    const Clock::time_point sent = Clock::now();
     tp_->broadcast(bytes);
+    times_.communication_seconds += seconds_since(sent);
   }
   try {
-    return run(b, cache, cu_q, workspace);
+    ForwardOutput out = run(b, cache, cu_q, workspace);
+    times_.forwards += 1;
+    times_.forward_seconds += seconds_since(start);
+    return out;
   } catch (const std::exception& e) {
     // The ranks would no longer meet at the same collectives: end the job.
     tp_->abort(concat("the forward failed: ", e.what()));
@@ -247,7 +258,10 @@ ForwardOutput GptNeoxModel::run(const ForwardBatch& b, KvCache& cache, const std
   };
   // A row-parallel projection's partial sums, added over the ranks.
   auto all_reduce = [&](float* partial) {
-    if (tp_) tp_->all_reduce_sum(partial, T * H);
+    if (!tp_) return;
+    const Clock::time_point start = Clock::now();
+    tp_->all_reduce_sum(partial, T * H);
+    times_.communication_seconds += seconds_since(start);
   };
 
   // The rows asked for (lm_head_indices, else all) of a [T, H] activation.
@@ -320,7 +334,9 @@ ForwardOutput GptNeoxModel::run(const ForwardBatch& b, KvCache& cache, const std
     std::vector<char> mine(static_cast<size_t>(out.rows * width) * sizeof(float));
     be.linear(out.hidden.data(), out.rows, weights_.embed_out, nullptr, reinterpret_cast<float*>(mine.data()));
     std::vector<int64_t> sizes;
+    const Clock::time_point gathering = Clock::now();
     const std::vector<char> all = tp_->gather(mine, &sizes);
+    times_.communication_seconds += seconds_since(gathering);
     if (tp_->rank() == 0) {
       out.logits.resize(static_cast<size_t>(out.rows) * c.vocab_size);
       const char* piece = all.data();

@@ -33,6 +33,13 @@ class GptNeoxModel {
   const Shard& shard() const { return shard_; }
   bool tensor_parallel() const { return shard_.ranks > 1; }
   int local_heads() const { return config_.num_heads / shard_.ranks; }
+  // With tensor parallelism: seconds in forward() and, of them, in MPI
+  // (the batch's broadcast, all-reduces, the logits' gather), on this rank.
+  struct ParallelTimes {
+    int64_t forwards = 0;
+    double forward_seconds = 0, communication_seconds = 0;
+  };
+  const ParallelTimes& parallel_times() const { return times_; }
 
   // A KV cache shaped for this model (this rank's heads).
   std::unique_ptr<KvCache> make_cache(int num_blocks, int block_size, DType dtype = DType::F32) const;
@@ -67,6 +74,7 @@ class GptNeoxModel {
   Shard shard_;
   Communicator* tp_ = nullptr;  // set when shard_.ranks > 1
   uint64_t tp_cache_serial_ = 0;  // rank 0: the newest cache the other ranks mirror
+  ParallelTimes times_;
 };
 
 }  // namespace flashneox
