@@ -12,7 +12,7 @@ packages=(
   clang libclang-rt-14-dev
   chromium chromium-driver
   python3 python3-venv python3-dev
-  openmpi-bin libopenmpi-dev
+  openmpi-bin libopenmpi-dev iproute2
 )
 
 arm64=()

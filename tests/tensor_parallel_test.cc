@@ -143,6 +143,37 @@ TEST(TensorParallel, ARankWithAnotherModelOrDamagedWeightsStopsTheJob) {
   fs::remove_all(tmp);
 }
 
+// Two hosts for real: one rank in each of two network namespaces joined by a
+// veth pair, Open MPI over TCP between them (scripts/mpirun-two-hosts.sh).
+TEST(TensorParallel, TwoHostsOverTcpGiveTheSameLogits) {
+  const std::string dir = testing::fixture_model("neox-sequential");
+  const auto ref = testing::load_reference(dir);
+  std::string ids;
+  for (const auto& p : ref.prompts) ids += " --ids " + join(p);
+  const std::string tmp = testing::make_temp_dir("tp-hosts");
+  const std::string args = " logits --threads 1 --prefill 2 --model " + dir + ids + " --out ";
+  std::string output;
+  ASSERT_EQ(testing::run_command(testing::flashneox_binary() + args + tmp + "/one.safetensors", &output), 0) << output;
+  // Both ranks report the address of their own namespace.
+  ASSERT_EQ(testing::run_command(std::string(FLASHNEOX_SOURCE_DIR) + "/scripts/mpirun-two-hosts.sh sh -c "
+                                 "'echo rank $OMPI_COMM_WORLD_RANK at $(ip -o -4 addr show | grep -o \"10.77.0.[0-9]\")'",
+                                 &output),
+            0)
+      << "two network namespaces need root (ip netns):\n" << output;
+  EXPECT_NE(output.find("rank 0 at 10.77.0.1"), std::string::npos) << output;
+  EXPECT_NE(output.find("rank 1 at 10.77.0.2"), std::string::npos) << output;
+  ASSERT_EQ(testing::run_command(std::string(FLASHNEOX_SOURCE_DIR) + "/scripts/mpirun-two-hosts.sh " +
+                                     testing::flashneox_binary() + args + tmp + "/two.safetensors",
+                                 &output),
+            0)
+      << output;
+  const Checkpoint one = Checkpoint::from_file(tmp + "/one.safetensors");
+  const Checkpoint two = Checkpoint::from_file(tmp + "/two.safetensors");
+  for (const std::string& tensor : one.names())
+    EXPECT_LT(testing::max_abs_diff(values(one, tensor), values(two, tensor)), 1e-4f) << tensor;
+  fs::remove_all(tmp);
+}
+
 TEST(TensorParallelProtocol, MessagesRoundTripAndDamageIsRefused) {
   TensorParallelForward f;
   f.cache_serial = 42;
