@@ -1,12 +1,14 @@
 // Tensor parallelism end to end: `mpirun -np 2 flashneox ...` (one thread per
 // rank, on loopback) against the same command in one process. Logits and
-// hidden states of every fixture model in the parity tests' batching modes,
+// hidden states of every fixture model in the parity tests' batching modes and
+// with LoRA adapters,
 // the bundled model's greedy texts in every weight and KV dtype, and the
 // errors a job must give instead of hanging: heads that do not divide, a rank
 // with another config.json, a rank whose weights are truncated. The protocol's
 // messages round-trip and refuse damaged bytes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -73,6 +75,38 @@ TEST(TensorParallel, EveryFixtureGivesTheSingleProcessLogits) {
         EXPECT_LT(testing::max_abs_diff(a, b), 1e-4f) << what << " " << tensor;
       }
     }
+  }
+  fs::remove_all(tmp);
+}
+
+// LoRA adapters split as LoRAX shards them (B by output for column-parallel
+// projections, A by input for row-parallel ones): the fixtures' PEFT adapters
+// (rsLoRA among them) mixed with base-model rows in one batch, prefilled and
+// decoded.
+TEST(TensorParallel, AdaptersGiveTheSingleProcessLogits) {
+  const std::string tmp = testing::make_temp_dir("tp-lora");
+  for (const std::string name : {"neox-parallel", "neox-sequential"}) {
+    const std::string dir = testing::fixture_model(name);
+    std::string args = " logits --threads 1 --prefill 2 --block-size 4 --model " + dir;
+    std::vector<std::string> adapters;
+    for (const auto& entry : fs::directory_iterator(dir + "/adapters")) adapters.push_back(entry.path().filename());
+    ASSERT_GE(adapters.size(), 2u) << name;
+    std::sort(adapters.begin(), adapters.end());
+    for (const std::string& a : adapters) args += " --lora " + a + "=" + dir + "/adapters/" + a;
+    const auto ref = testing::load_reference(dir);
+    for (size_t i = 0; i < ref.prompts.size(); ++i)
+      args += " --ids " + join(ref.prompts[i]) + (i % 3 == 2 ? "" : "@" + adapters[i % adapters.size()]);
+    std::string output;
+    ASSERT_EQ(testing::run_command(testing::flashneox_binary() + args + " --out " + tmp + "/one.safetensors", &output), 0)
+        << output;
+    ASSERT_EQ(testing::run_command(mpirun() + testing::flashneox_binary() + args + " --out " + tmp + "/two.safetensors",
+                                   &output),
+              0)
+        << output;
+    const Checkpoint one = Checkpoint::from_file(tmp + "/one.safetensors");
+    const Checkpoint two = Checkpoint::from_file(tmp + "/two.safetensors");
+    for (const std::string& tensor : one.names())
+      EXPECT_LT(testing::max_abs_diff(values(one, tensor), values(two, tensor)), 1e-4f) << name << " " << tensor;
   }
   fs::remove_all(tmp);
 }
@@ -220,8 +254,35 @@ TEST(TensorParallelProtocol, MessagesRoundTripAndDamageIsRefused) {
   EXPECT_THROW(command_of({}), Error);
   EXPECT_THROW(command_of({char{9}}), Error);
 
-  f.batch.adapters = {nullptr, nullptr};
-  EXPECT_THROW(encode(f), Error);  // adapters do not cross ranks (yet)
+  f.adapter_uids = {0, 77};
+  EXPECT_EQ(decode_forward(encode(f)).adapter_uids, f.adapter_uids);
+  f.adapter_uids = {77};  // one per sequence, or none
+  EXPECT_THROW(decode_forward(encode(f)), Error);
+
+  LoraAdapter adapter;
+  adapter.uid = 77;
+  adapter.name = "a";
+  adapter.layers.resize(2);
+  adapter.config_scale.resize(2, {1, 2, 3, 4});
+  LoraWeights w;
+  w.rank = 2;
+  w.scale = 0.5f;
+  w.a = {1, 2, 3, 4};
+  w.b = {5, 6};
+  adapter.layers[1][2] = w;
+  const std::vector<char> sent = encode(adapter);
+  ASSERT_EQ(command_of(sent), TensorParallelCommand::Adapter);
+  const auto got = decode_adapter(sent);
+  EXPECT_EQ(got->uid, 77u);
+  EXPECT_EQ(got->name, "a");
+  ASSERT_EQ(got->layers.size(), 2u);
+  EXPECT_FALSE(got->find(0, LoraModule::FcIn));
+  ASSERT_TRUE(got->find(1, LoraModule::FcIn));
+  EXPECT_EQ(got->find(1, LoraModule::FcIn)->a, w.a);
+  EXPECT_EQ(got->find(1, LoraModule::FcIn)->b, w.b);
+  EXPECT_EQ(got->find(1, LoraModule::FcIn)->scale, 0.5f);
+  EXPECT_EQ(got->config_scale[1][3], 4.0f);
+  EXPECT_THROW(decode_adapter(std::vector<char>(sent.begin(), sent.end() - 3)), Error);
 }
 
 }  // namespace

@@ -101,11 +101,21 @@ int run_tensor_parallel_worker(Communicator& world) {
         if (status) model.reset();
         break;
       }
+      case TensorParallelCommand::Adapter:
+        try {
+          if (!model) throw Error("no model is loaded");
+          model->add_shard_adapter(*decode_adapter(message));
+        } catch (const std::exception& e) {
+          world.abort(concat("a LoRA adapter could not be taken: ", e.what()));
+        }
+        break;
       case TensorParallelCommand::Forward: {
         TensorParallelForward forward;
         try {
           forward = decode_forward(message);
           if (!model) throw Error("no model is loaded");
+          for (const uint64_t uid : forward.adapter_uids)
+            forward.batch.adapters.push_back(uid ? model->shard_adapter(uid) : nullptr);
           if (!cache || cache_serial != forward.cache_serial) {  // rank 0 moved to a new cache
             cache.reset();
             cache = model->make_cache(forward.num_blocks, forward.block_size, forward.kv_dtype);

@@ -1,5 +1,6 @@
 #include "distributed/tensor_parallel_protocol.h"
 
+#include <array>
 #include <cstring>
 #include <type_traits>
 
@@ -84,7 +85,6 @@ std::vector<char> encode(const TensorParallelLoad& l) {
 }
 
 std::vector<char> encode(const TensorParallelForward& f) {
-  if (!f.batch.adapters.empty()) throw Error("LoRA adapters cannot run with tensor parallelism yet");
   Writer w(TensorParallelCommand::Forward);
   w.pod(f.cache_serial);
   w.pod(static_cast<int32_t>(f.num_blocks));
@@ -101,13 +101,37 @@ std::vector<char> encode(const TensorParallelForward& f) {
   w.vec(b.lm_head_indices);
   w.pod(static_cast<uint8_t>(b.skip_lm_head));
   w.pod(static_cast<uint8_t>(b.keep_layer_hidden));
+  w.vec(f.adapter_uids);
+  return w.take();
+}
+
+std::vector<char> encode(const LoraAdapter& a) {
+  Writer w(TensorParallelCommand::Adapter);
+  w.pod(a.uid);
+  w.str(a.name);
+  w.str(a.dir);
+  w.pod(static_cast<uint64_t>(a.layers.size()));
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    w.pod(a.config_scale.size() > l ? a.config_scale[l] : std::array<float, kLoraModules>{});
+    for (const auto& m : a.layers[l]) {
+      w.pod(static_cast<uint8_t>(m.has_value()));
+      if (!m) continue;
+      w.pod(static_cast<int32_t>(m->rank));
+      w.pod(m->scale);
+      w.pod(static_cast<int32_t>(m->dtype));
+      w.vec(m->a);
+      w.vec(m->b);
+      w.vec(m->a_f16);
+      w.vec(m->b_f16);
+    }
+  }
   return w.take();
 }
 
 std::vector<char> encode_stop() { return Writer(TensorParallelCommand::Stop).take(); }
 
 TensorParallelCommand command_of(const std::vector<char>& m) {
-  if (m.empty() || m[0] < 1 || m[0] > 3) throw Error("tensor-parallel message: unknown command");
+  if (m.empty() || m[0] < 1 || m[0] > 4) throw Error("tensor-parallel message: unknown command");
   return static_cast<TensorParallelCommand>(m[0]);
 }
 
@@ -142,8 +166,40 @@ TensorParallelForward decode_forward(const std::vector<char>& m) {
   b.lm_head_indices = r.vec<int32_t>();
   b.skip_lm_head = r.pod<uint8_t>() != 0;
   b.keep_layer_hidden = r.pod<uint8_t>() != 0;
+  f.adapter_uids = r.vec<uint64_t>();
+  if (!f.adapter_uids.empty() && f.adapter_uids.size() != b.cached_lens.size())
+    throw Error("tensor-parallel message: one adapter entry per sequence");
   r.finish();
   return f;
+}
+
+std::shared_ptr<LoraAdapter> decode_adapter(const std::vector<char>& m) {
+  Reader r(m);
+  auto a = std::make_shared<LoraAdapter>();
+  a->uid = r.pod<uint64_t>();
+  a->name = r.str();
+  a->dir = r.str();
+  const uint64_t layers = r.pod<uint64_t>();
+  if (layers > 100000) throw Error("tensor-parallel message: an adapter of too many layers");
+  a->layers.resize(layers);
+  for (uint64_t l = 0; l < layers; ++l) {
+    a->config_scale.push_back(r.pod<std::array<float, kLoraModules>>());
+    for (auto& m : a->layers[l]) {
+      if (!r.pod<uint8_t>()) continue;
+      LoraWeights w;
+      w.rank = r.pod<int32_t>();
+      w.scale = r.pod<float>();
+      w.dtype = static_cast<DType>(r.pod<int32_t>());
+      w.a = r.vec<float>();
+      w.b = r.vec<float>();
+      w.a_f16 = r.vec<uint16_t>();
+      w.b_f16 = r.vec<uint16_t>();
+      a->bytes += w.bytes();
+      m = std::move(w);
+    }
+  }
+  r.finish();
+  return a;
 }
 
 std::string model_fingerprint(const std::string& dir, int world_size) {

@@ -1,19 +1,21 @@
 // What rank 0 tells the other ranks of a tensor-parallel job: load a model
-// (with a fingerprint they check theirs against), run this forward on that
-// cache, stop. Each message is one broadcast of bytes; rank 0's scheduler,
+// (with a fingerprint they check theirs against), take this LoRA adapter, run
+// this forward on that cache, stop. Each message is one broadcast of bytes; rank 0's scheduler,
 // sampler and HTTP server never leave it.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "lora/lora_adapter.h"
 #include "model/forward_batch.h"
 
 namespace flashneox {
 
-enum class TensorParallelCommand : uint8_t { Load = 1, Forward = 2, Stop = 3 };
+enum class TensorParallelCommand : uint8_t { Load = 1, Forward = 2, Stop = 3, Adapter = 4 };
 
 struct TensorParallelLoad {
   std::string dir;           // the same path on every machine
@@ -27,12 +29,17 @@ struct TensorParallelForward {
   uint64_t cache_serial = 0;  // which of rank 0's caches: a new one starts a new cache everywhere
   int num_blocks = 0, block_size = 0;
   DType kv_dtype = DType::F32;
-  ForwardBatch batch;         // adapters are not sent (refused with tensor parallelism)
+  ForwardBatch batch;         // its adapters travel as uids (sent before, by Adapter messages)
+  std::vector<uint64_t> adapter_uids;  // [num_seqs], 0: none; empty when no sequence has one
 };
 
 std::vector<char> encode(const TensorParallelLoad& load);
 std::vector<char> encode(const TensorParallelForward& forward);
 std::vector<char> encode_stop();
+// A whole adapter (every rank cuts its own part), sent once before the first
+// forward that uses it.
+std::vector<char> encode(const LoraAdapter& adapter);
+std::shared_ptr<LoraAdapter> decode_adapter(const std::vector<char>& message);
 // Throws Error on a message that is not one of the above.
 TensorParallelCommand command_of(const std::vector<char>& message);
 TensorParallelLoad decode_load(const std::vector<char>& message);

@@ -110,8 +110,6 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request) {
   for (int32_t id : request.prompt)
     if (id < 0 || id >= model_->config().vocab_size)
       throw Error(concat("token id ", id, " is outside the vocabulary"));
-  if (request.adapter && model_->tensor_parallel())
-    throw Error("LoRA adapters cannot run with tensor parallelism yet (the model is split across MPI ranks)");
   if (request.adapter && static_cast<int>(request.adapter->layers.size()) != model_->config().num_layers)
     throw Error(concat("adapter '", request.adapter->name, "' was loaded for another model"));
   if (aborting_) throw ShuttingDownError("the server is shutting down");

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "distributed/communicator.h"
 #include "distributed/tensor_parallel_protocol.h"
+#include "lora/lora_shard.h"
 
 namespace flashneox {
 namespace {
@@ -90,7 +91,6 @@ void GptNeoxModel::validate(const ForwardBatch& b, const KvCache& cache,
   }
   for (int32_t row : b.lm_head_indices)
     if (row < 0 || row >= tokens) throw Error(concat("forward: lm_head index ", row, " out of range"));
-  if (tp_ && !b.adapters.empty()) throw Error("LoRA adapters cannot run with tensor parallelism yet");
   if (!b.adapters.empty()) {
     if (static_cast<int>(b.adapters.size()) != seqs) throw Error("forward: one adapter entry per sequence is required");
     for (const LoraAdapter* a : b.adapters)
@@ -147,19 +147,38 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
   if (cache.heads() != local_heads()) throw Error("forward: the KV cache was made for another model");
   if (!tp_) return run(b, cache, cu_q, workspace);
   const Clock::time_point start = Clock::now();
+  auto send = [&](std::vector<char> bytes) {
+    const Clock::time_point sent = Clock::now();
+    tp_->broadcast(bytes);
+    times_.communication_seconds += seconds_since(sent);
+  };
+  const ForwardBatch* batch = &b;
+  ForwardBatch cut;  // rank 0 with adapters: the batch with each adapter's cut for this rank
   if (tp_->rank() == 0) {  // the other ranks run the same batch
     // They keep one cache beside rank 0's newest: an older one is gone there.
     if (cache.serial() < tp_cache_serial_)
       throw Error("forward: with tensor parallelism, only the newest KV cache can be used");
     tp_cache_serial_ = cache.serial();
-    TensorParallelForward message{cache.serial(), cache.num_blocks(), cache.block_size(), cache.dtype(), b};
-    std::vector<char> bytes = encode(message);
-    const Clock::time_point sent = Clock::now();
-    tp_->broadcast(bytes);
-    times_.communication_seconds += seconds_since(sent);
+    TensorParallelForward message{cache.serial(), cache.num_blocks(), cache.block_size(), cache.dtype(), b, {}};
+    if (!b.adapters.empty()) {
+      cut = b;
+      for (size_t s = 0; s < b.adapters.size(); ++s) {
+        const LoraAdapter* a = b.adapters[s];
+        message.adapter_uids.push_back(a ? a->uid : 0);
+        if (!a) continue;
+        if (!shard_adapters_.count(a->uid)) {
+          add_shard_adapter(*a);
+          send(encode(*a));
+        }
+        cut.adapters[s] = shard_adapter(a->uid);
+      }
+      batch = &cut;
+    }
+    send(encode(message));
   }
   try {
-    ForwardOutput out = run(b, cache, cu_q, workspace);
+    keep_shard_adapters(*batch);
+    ForwardOutput out = run(*batch, cache, cu_q, workspace);
     times_.forwards += 1;
     times_.forward_seconds += seconds_since(start);
     return out;
@@ -168,6 +187,34 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
     tp_->abort(concat("the forward failed: ", e.what()));
   }
   return {};  // not reached: abort() ends the job
+}
+
+void GptNeoxModel::add_shard_adapter(const LoraAdapter& full) {
+  if (static_cast<int>(full.layers.size()) != config_.num_layers)
+    throw Error(concat("adapter '", full.name, "' was loaded for a model of ", full.layers.size(), " layers"));
+  if (shard_adapters_.count(full.uid)) return;
+  shard_adapters_[full.uid] = shard_lora_adapter(full, config_, shard_);
+  shard_adapter_order_.push_back(full.uid);
+}
+
+const LoraAdapter* GptNeoxModel::shard_adapter(uint64_t uid) const {
+  auto it = shard_adapters_.find(uid);
+  if (it == shard_adapters_.end()) throw Error(concat("tensor parallelism: adapter ", uid, " was never sent"));
+  return it->second.get();
+}
+
+void GptNeoxModel::keep_shard_adapters(const ForwardBatch& b) {
+  for (auto it = shard_adapter_order_.begin();
+       shard_adapters_.size() > kShardAdapters && it != shard_adapter_order_.end();) {
+    const bool used = std::any_of(b.adapters.begin(), b.adapters.end(),
+                                  [&](const LoraAdapter* a) { return a && a->uid == *it; });
+    if (used) {
+      ++it;
+    } else {
+      shard_adapters_.erase(*it);
+      it = shard_adapter_order_.erase(it);
+    }
+  }
 }
 
 ForwardOutput GptNeoxModel::run(const ForwardBatch& b, KvCache& cache, const std::vector<int32_t>& cu_q,
@@ -283,7 +330,7 @@ ForwardOutput GptNeoxModel::run(const ForwardBatch& b, KvCache& cache, const std
     if (b.keep_layer_hidden) gather_rows(x, out.layer_hidden.data() + l * kept_rows * H);
     be.layer_norm(x, T, H, lw.ln1_weight.data(), lw.ln1_bias.data(), eps, normed);
     be.linear(normed, T, lw.qkv, bias_or_null(lw.qkv_bias), qkv);
-    lora(l, LoraModule::Qkv, normed, H, qkv, 3 * H);
+    lora(l, LoraModule::Qkv, normed, H, qkv, lw.qkv.rows);
     be.rotary_and_cache(qkv, T, heads, c.head_size, c.rotary_dims, cos.data(),
                         sin.data(), b.slots.data(), q, cache.keys(l), cache.values(l),
                         cache.dtype(), cache.block_size());

@@ -1,6 +1,8 @@
 // The GPT-NeoX forward, written once against the Backend seam (DESIGN §1–§2).
 #pragma once
 
+#include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +43,14 @@ class GptNeoxModel {
   };
   const ParallelTimes& parallel_times() const { return times_; }
 
+  // Tensor parallelism: LoRA adapters cut to this rank's shard, by uid. Rank 0
+  // cuts (and sends) each the first time a forward uses it; the other ranks
+  // take them here. Every rank keeps the same ones (the newest kShardAdapters,
+  // and any the current batch uses).
+  static constexpr size_t kShardAdapters = 256;
+  void add_shard_adapter(const LoraAdapter& full);
+  const LoraAdapter* shard_adapter(uint64_t uid) const;  // throws Error when unknown
+
   // A KV cache shaped for this model (this rank's heads).
   std::unique_ptr<KvCache> make_cache(int num_blocks, int block_size, DType dtype = DType::F32) const;
 
@@ -75,6 +85,9 @@ class GptNeoxModel {
   Communicator* tp_ = nullptr;  // set when shard_.ranks > 1
   uint64_t tp_cache_serial_ = 0;  // rank 0: the newest cache the other ranks mirror
   ParallelTimes times_;
+  std::map<uint64_t, std::shared_ptr<const LoraAdapter>> shard_adapters_;
+  std::deque<uint64_t> shard_adapter_order_;  // oldest first
+  void keep_shard_adapters(const ForwardBatch& batch);
 };
 
 }  // namespace flashneox

@@ -1,6 +1,6 @@
 """A server whose model is split over two MPI ranks (`mpirun -np 2 flashneox
-serve`, one thread each): the text of one process, streamed or not; adapters
-refused with a clear error; and a rank killed mid-stream ends the whole job
+serve`, one thread each): the text of one process, streamed or not, and with a
+LoRA adapter loaded at run time; and a rank killed mid-stream ends the whole job
 within seconds, with a non-zero exit code and mpirun naming the rank."""
 import json
 import os
@@ -39,13 +39,14 @@ def test_two_ranks_serve_the_text_of_one(make_server, tmp_path):
                 event = json.loads(line[5:])
                 text += event["token"]["text"]
     assert text == want
-    # Adapters do not cross ranks yet: a clear 422, and the server keeps serving.
-    from test_adapters import make_adapter
-    make_adapter(str(tmp_path / "a"), seed=1)
+    # A LoRA adapter loaded at run time: each rank takes its cut; the text of one process.
+    from test_adapters import cli_greedy as cli_greedy_with, make_adapter
+    adapter = make_adapter(str(tmp_path / "a"), seed=1)
     r = requests.post(s.url + "/generate", timeout=60, json={
-        "inputs": "ROMEO:", "parameters": {"max_new_tokens": 4, "adapter_id": "a", "adapter_source": "local"}})
-    assert r.status_code in (400, 422), r.text
-    assert "tensor parallelism" in r.text
+        "inputs": "ROMEO:", "parameters": {"max_new_tokens": 12, "adapter_id": "a", "adapter_source": "local"}})
+    assert r.status_code == 200, r.text
+    with_adapter = r.json()["generated_text"]
+    assert with_adapter == cli_greedy_with("ROMEO:", 12, adapter) and with_adapter != want[:len(with_adapter)]
     r = requests.post(s.url + "/generate", json={"inputs": "ROMEO:", "parameters": {"max_new_tokens": 30}}, timeout=60)
     assert r.json()["generated_text"] == want
 
