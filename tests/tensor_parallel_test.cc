@@ -4,8 +4,9 @@
 // with LoRA adapters,
 // the bundled model's greedy texts in every weight and KV dtype, and the
 // errors a job must give instead of hanging: heads that do not divide, a rank
-// with another config.json, a rank whose weights are truncated. The protocol's
-// messages round-trip and refuse damaged bytes.
+// with another config.json, a rank whose weights are truncated; and two hosts
+// (network namespaces) over TCP. The in-process twin, run under the
+// sanitizers too, is tensor_parallel_forward_test.cc.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,8 +14,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/error.h"
-#include "distributed/tensor_parallel_protocol.h"
 #include "io/checkpoint.h"
 #include "test_support.h"
 
@@ -206,83 +205,6 @@ TEST(TensorParallel, TwoHostsOverTcpGiveTheSameLogits) {
   for (const std::string& tensor : one.names())
     EXPECT_LT(testing::max_abs_diff(values(one, tensor), values(two, tensor)), 1e-4f) << tensor;
   fs::remove_all(tmp);
-}
-
-TEST(TensorParallelProtocol, MessagesRoundTripAndDamageIsRefused) {
-  TensorParallelForward f;
-  f.cache_serial = 42;
-  f.num_blocks = 9;
-  f.block_size = 7;
-  f.kv_dtype = DType::F16;
-  f.batch.input_ids = {5, 6, 7};
-  f.batch.position_ids = {0, 1, 0};
-  f.batch.cu_seqlen_prefill = {0, 2, 3};
-  f.batch.cached_lens = {0, 0};
-  f.batch.block_tables = {{3, 1}, {8}};
-  f.batch.slots = {21, 22, 56};
-  f.batch.lm_head_indices = {1, 2};
-  f.batch.keep_layer_hidden = true;
-  const std::vector<char> bytes = encode(f);
-  ASSERT_EQ(command_of(bytes), TensorParallelCommand::Forward);
-  const TensorParallelForward g = decode_forward(bytes);
-  EXPECT_EQ(g.cache_serial, 42u);
-  EXPECT_EQ(g.num_blocks, 9);
-  EXPECT_EQ(g.block_size, 7);
-  EXPECT_EQ(g.kv_dtype, DType::F16);
-  EXPECT_EQ(g.batch.input_ids, f.batch.input_ids);
-  EXPECT_EQ(g.batch.position_ids, f.batch.position_ids);
-  EXPECT_EQ(g.batch.cu_seqlen_prefill, f.batch.cu_seqlen_prefill);
-  EXPECT_EQ(g.batch.block_tables, f.batch.block_tables);
-  EXPECT_EQ(g.batch.slots, f.batch.slots);
-  EXPECT_EQ(g.batch.lm_head_indices, f.batch.lm_head_indices);
-  EXPECT_TRUE(g.batch.keep_layer_hidden);
-  EXPECT_FALSE(g.batch.skip_lm_head);
-  for (size_t cut : {size_t{1}, size_t{9}, bytes.size() - 1})
-    EXPECT_THROW(decode_forward(std::vector<char>(bytes.begin(), bytes.begin() + cut)), Error) << cut;
-  std::vector<char> longer = bytes;
-  longer.push_back(0);
-  EXPECT_THROW(decode_forward(longer), Error);
-
-  TensorParallelLoad l{"/models/pythia", static_cast<int>(DType::I8), true, 3, "fingerprint"};
-  const TensorParallelLoad m = decode_load(encode(l));
-  EXPECT_EQ(m.dir, l.dir);
-  EXPECT_EQ(m.weight_dtype, l.weight_dtype);
-  EXPECT_TRUE(m.check_weights);
-  EXPECT_EQ(m.threads, 3);
-  EXPECT_EQ(m.fingerprint, l.fingerprint);
-  EXPECT_EQ(command_of(encode_stop()), TensorParallelCommand::Stop);
-  EXPECT_THROW(command_of({}), Error);
-  EXPECT_THROW(command_of({char{9}}), Error);
-
-  f.adapter_uids = {0, 77};
-  EXPECT_EQ(decode_forward(encode(f)).adapter_uids, f.adapter_uids);
-  f.adapter_uids = {77};  // one per sequence, or none
-  EXPECT_THROW(decode_forward(encode(f)), Error);
-
-  LoraAdapter adapter;
-  adapter.uid = 77;
-  adapter.name = "a";
-  adapter.layers.resize(2);
-  adapter.config_scale.resize(2, {1, 2, 3, 4});
-  LoraWeights w;
-  w.rank = 2;
-  w.scale = 0.5f;
-  w.a = {1, 2, 3, 4};
-  w.b = {5, 6};
-  adapter.layers[1][2] = w;
-  const std::vector<char> sent = encode(adapter);
-  ASSERT_EQ(command_of(sent), TensorParallelCommand::Adapter);
-  const auto got = decode_adapter(sent);
-  EXPECT_EQ(got->uid, 77u);
-  EXPECT_EQ(got->name, "a");
-  ASSERT_EQ(got->layers.size(), 2u);
-  EXPECT_FALSE(got->find(0, LoraModule::FcIn));
-  ASSERT_TRUE(got->find(1, LoraModule::FcIn));
-  EXPECT_EQ(got->find(1, LoraModule::FcIn)->a, w.a);
-  EXPECT_EQ(got->find(1, LoraModule::FcIn)->b, w.b);
-  EXPECT_EQ(got->find(1, LoraModule::FcIn)->scale, 0.5f);
-  EXPECT_EQ(got->config_scale[1][3], 4.0f);
-  EXPECT_THROW(decode_adapter(std::vector<char>(sent.begin(), sent.end() - 3)), Error);
 }
 
 }  // namespace
