@@ -1,6 +1,7 @@
 #include "distributed/tensor_parallel_job.h"
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <utility>
 
@@ -66,6 +67,10 @@ std::unique_ptr<GptNeoxModel> load_tensor_parallel_model(Communicator& world, co
 }
 
 int run_tensor_parallel_worker(Communicator& world) {
+  // mpirun passes a Ctrl-C or SIGTERM to every rank; rank 0 decides how the
+  // job ends (a server drains its requests first), then tells the others.
+  std::signal(SIGINT, SIG_IGN);
+  std::signal(SIGTERM, SIG_IGN);
   std::unique_ptr<GptNeoxModel> model;
   std::unique_ptr<KvCache> cache;
   uint64_t cache_serial = 0;

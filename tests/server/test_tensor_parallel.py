@@ -75,3 +75,24 @@ def test_a_killed_rank_ends_the_job(make_server):
         time.sleep(0.1)
         log = "".join(s.log)
     assert "rank 1" in log, log
+
+
+def test_sigterm_to_rank_zero_drains_the_job(make_server):
+    # mpirun ends a job at once on its own signals; rank 0 drains first, then
+    # releases the other ranks (which ignore the signals mpirun passes on).
+    s = make_server("--threads", "1", launcher=MPIRUN)
+    result = {}
+
+    def long_request():
+        result["r"] = requests.post(s.url + "/generate", timeout=60, json={
+            "inputs": "ROMEO:", "parameters": {"max_new_tokens": 300, "ignore_eos_token": True}})
+
+    import threading
+    t = threading.Thread(target=long_request)
+    t.start()
+    time.sleep(0.5)
+    os.kill(rank_pid(s, 0), signal.SIGTERM)
+    t.join(timeout=60)
+    assert result["r"].status_code == 200
+    assert result["r"].json()["generated_text"]
+    assert s.proc.wait(timeout=30) == 0
