@@ -102,25 +102,33 @@ TEST(TensorParallelForward, AdaptersSplitGiveTheWholeModelsLogits) {
 }
 
 // The engine over a model split in 3 (the bundled model's 6 heads, 2 each):
-// the greedy tokens of the whole model, with prefix caching and speculation.
+// the greedy tokens of the whole model, with prefix caching, speculation,
+// chunked prefill and preemption (40 blocks of 4 tokens for 6 sequences).
 TEST(TensorParallelForward, AnEngineOverASplitModelGivesTheSameTokens) {
   const std::string dir = testing::bundled_model();
   std::shared_ptr<const Tokenizer> tokenizer = Tokenizer::from_file(dir + "/tokenizer.json");
-  EngineOptions options;
-  options.kv_cache_bytes = 16u << 20;
-  options.max_total_tokens = 128;
-  options.speculate = 3;
   auto tokens_of = [&](std::shared_ptr<GptNeoxModel> model) {
+    EngineOptions options;
+    options.block_size = 4;
+    const ModelConfig& c = model->config();
+    options.kv_cache_bytes = KvCache::block_bytes(c.num_layers, 4, model->local_heads(), c.head_size) * 40;
+    options.max_total_tokens = 128;
+    options.max_batch_prefill_tokens = 24;
+    options.max_batch_total_tokens = 4096;
+    options.speculate = 3;
     Engine engine(model, tokenizer, options);
     std::vector<std::shared_ptr<RequestHandle>> handles;
-    for (const char* prompt : {"ROMEO:", "JULIET:\nO Romeo, Romeo,", "ROMEO:"}) {
+    for (int i = 0; i < 6; ++i) {
       GenerationRequest r;
-      r.prompt = tokenizer->encode(prompt);
-      r.params.max_new_tokens = 24;
+      r.prompt = tokenizer->encode(i % 2 ? "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?" : "ROMEO:");
+      r.params.max_new_tokens = 24 + i;
       r.params.ignore_eos_token = true;
       handles.push_back(engine.submit(r));
     }
     engine.run_until_idle();
+    const auto outcomes = engine.metrics().requests_by_outcome();
+    EXPECT_TRUE(outcomes.count("preempted") && outcomes.at("preempted") > 0);
+    EXPECT_EQ(engine.stats().kv_blocks_free, engine.stats().kv_blocks_total);
     std::vector<std::vector<int32_t>> out;
     for (auto& h : handles) {
       out.emplace_back();
