@@ -252,7 +252,28 @@ ForwardOutput GptNeoxModel::run(const ForwardBatch& b, KvCache& cache, const std
   float* const attn_out = ws.attn_out();
   float* const mlp_out = ws.mlp_out();
   float* const mlp_hidden = ws.mlp_hidden();
-  be.embed(weights_.embed_in, b.input_ids.data(), T, x);
+  if (!tp_) {
+    be.embed(weights_.embed_in, b.input_ids.data(), T, x);
+  } else {  // the rows of this rank's slice of the vocabulary; they meet in an all-reduce
+    const int64_t begin = shard_.vocab_begin(c.vocab_size), end = shard_.vocab_end(c.vocab_size);
+    WeightMatrix slice = weights_.embed_in;
+    slice.data = static_cast<const char*>(slice.data) + static_cast<size_t>(begin * H) * dtype_size(slice.dtype);
+    slice.rows = end - begin;
+    std::vector<int32_t> ids;
+    std::vector<int64_t> rows;
+    for (int64_t t = 0; t < T; ++t)
+      if (b.input_ids[t] >= begin && b.input_ids[t] < end) {
+        ids.push_back(static_cast<int32_t>(b.input_ids[t] - begin));
+        rows.push_back(t);
+      }
+    std::vector<float> found(ids.size() * static_cast<size_t>(H));
+    if (!ids.empty()) be.embed(slice, ids.data(), static_cast<int64_t>(ids.size()), found.data());
+    std::fill_n(x, T * H, 0.0f);
+    for (size_t i = 0; i < rows.size(); ++i) std::copy_n(found.data() + i * H, H, x + rows[i] * H);
+    const Clock::time_point start = Clock::now();
+    tp_->all_reduce_sum(x, T * H);  // one nonzero term per element: exact
+    times_.communication_seconds += seconds_since(start);
+  }
 
   AttentionParams ap;
   ap.q = q;

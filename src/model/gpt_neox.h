@@ -58,7 +58,8 @@ class GptNeoxModel {
   // the cached prefix plus the new tokens, and returns the kept rows.
   // Throws Error on a malformed batch (ids, slots or block tables out of range).
   // With tensor parallelism every rank calls it with the same batch: rank 0
-  // first sends the batch to the others (so they need not be told), the
+  // first sends the batch to the others (so they need not be told), each
+  // rank embeds its slice of the vocabulary (an all-reduce joins them), the
   // partial sums meet in an all-reduce per layer (two with a sequential
   // residual), and the logits are gathered on rank 0 (empty elsewhere).
   // Activations live in `workspace` (grown to the batch if it is smaller);

@@ -194,7 +194,8 @@ ModelWeights ModelWeights::load(const std::string& dir, const ModelConfig& c, Ba
                  ld.checked_bytes / 1048576.0, ld.check_seconds);
   w.dtype = w.layers.empty() ? w.embed_out.dtype : w.layers[0].qkv.dtype;
   w.parameter_count = ld.params;
-  w.weight_bytes = ld.packed_bytes + static_cast<size_t>(vocab * h) * dtype_size(w.embed_in.dtype);
+  // The input embedding: this rank's slice of the vocabulary (rows read on demand).
+  w.weight_bytes = ld.packed_bytes + static_cast<size_t>((vocab_end - vocab_begin) * h) * dtype_size(w.embed_in.dtype);
   return w;
 }
 
