@@ -4,7 +4,8 @@
 // with LoRA adapters,
 // the bundled model's greedy texts in every weight and KV dtype, and the
 // errors a job must give instead of hanging: heads that do not divide, a rank
-// with another config.json, a rank whose weights are truncated; and two hosts
+// with another config.json or another build, a rank whose weights are
+// truncated; and two hosts
 // (network namespaces) over TCP. The in-process twin, run under the
 // sanitizers too, is tensor_parallel_forward_test.cc.
 #include <gtest/gtest.h>
@@ -170,6 +171,15 @@ TEST(TensorParallel, ARankWithAnotherModelOrDamagedWeightsStopsTheJob) {
   EXPECT_NE(output.find("every rank must run the same flashneox on the same model"), std::string::npos) << output;
 
   fs::copy_file(tmp + "/a/m/config.json", tmp + "/b/m/config.json", fs::copy_options::overwrite_existing);
+  // Another build of flashneox on rank 1 (one byte more).
+  fs::copy_file(testing::flashneox_binary(), tmp + "/other-flashneox");
+  std::ofstream(tmp + "/other-flashneox", std::ios::app) << 'x';
+  std::string other_binary = job;
+  other_binary.replace(other_binary.rfind(testing::flashneox_binary()), testing::flashneox_binary().size(),
+                       tmp + "/other-flashneox");
+  EXPECT_NE(testing::run_command(other_binary, &output), 0);
+  EXPECT_NE(output.find("every rank must run the same flashneox on the same model"), std::string::npos) << output;
+
   fs::resize_file(tmp + "/b/m/model.safetensors", 1000);
   EXPECT_NE(testing::run_command(job, &output), 0);
   EXPECT_NE(output.find("could not be loaded on every rank: rank 1: m/model.safetensors"), std::string::npos) << output;

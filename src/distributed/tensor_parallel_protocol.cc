@@ -202,12 +202,32 @@ std::shared_ptr<LoraAdapter> decode_adapter(const std::vector<char>& m) {
   return a;
 }
 
+namespace {
+
+uint64_t fnv1a(const std::string& bytes) {  // the same on every machine and build
+  uint64_t hash = 1469598103934665603ull;
+  for (unsigned char ch : bytes) hash = (hash ^ ch) * 1099511628211ull;
+  return hash;
+}
+
+// The running program's own bytes, hashed once: ranks must run the same build.
+uint64_t program_hash() {
+  static const uint64_t hash = [] {
+    try {
+      return fnv1a(read_regular_file("/proc/self/exe", size_t{1} << 31));
+    } catch (const Error&) {
+      return uint64_t{0};  // no /proc: the version alone is compared
+    }
+  }();
+  return hash;
+}
+
+}  // namespace
+
 std::string model_fingerprint(const std::string& dir, int world_size) {
   const std::string config = read_regular_file(dir + "/config.json", 1 << 20);
-  uint64_t hash = 1469598103934665603ull;  // FNV-1a: the same on every machine and build
-  for (unsigned char ch : config) hash = (hash ^ ch) * 1099511628211ull;
-  return concat("flashneox ", FLASHNEOX_VERSION, ", ", world_size, " ranks, config.json of ", config.size(),
-                " bytes hashing to ", hash);
+  return concat("flashneox ", FLASHNEOX_VERSION, " (program ", program_hash(), "), ", world_size,
+                " ranks, config.json of ", config.size(), " bytes hashing to ", fnv1a(config));
 }
 
 }  // namespace flashneox

@@ -45,8 +45,9 @@ TensorParallelCommand command_of(const std::vector<char>& message);
 TensorParallelLoad decode_load(const std::vector<char>& message);
 TensorParallelForward decode_forward(const std::vector<char>& message);
 
-// What every rank must agree on to run one model together: the program's
-// version, the world size and the model folder's config.json.
+// What every rank must agree on to run one model together: the program (its
+// version and a hash of its own file), the world size and the model folder's
+// config.json.
 std::string model_fingerprint(const std::string& dir, int world_size);
 
 }  // namespace flashneox
