@@ -65,8 +65,9 @@ TSAN_BUILD ?= build-tsan
 # and show it nothing the others do not (the same forwards on the same pool;
 # the engine's bookkeeping is one thread's).
 TSAN_ENGINE_SKIP = Engine.BatchInvariant*:Engine.AdaptersStayBatchInvariant*:Engine.Prefix*:Engine.ABurst*:Engine.CancellationAndPreemption*
+# (The sanitizer builds have no MPI: the tensor-parallel server tests run in `make test`.)
 TSAN_SERVER_TESTS = not playground and not slow_connections and not memory_stays_flat and not connection_limit \
-  and not sigterm_lets_short_requests and not schemathesis \
+  and not sigterm_lets_short_requests and not schemathesis and not tensor_parallel \
   and (not test_structured_output or constrained_and_free)
 test-tsan: deps test-venv
 	@cmake -S . -B $(TSAN_BUILD) $(SAN_FLAGS) -DFLASHNEOX_TSAN=ON >/dev/null
