@@ -20,6 +20,6 @@ for ns in "$a" "$b"; do ip -n "$ns" link set lo up; done
 ip -n "$a" link set "fnx$$-va" up
 ip -n "$b" link set "fnx$$-vb" up
 ip netns exec "$a" mpirun --allow-run-as-root --host "$a,$b" -np 2 \
-  --mca plm_rsh_agent "$here/netns-agent.sh" \
+  --mca plm_rsh_agent "$here/netns-agent.sh" --mca rtc ^hwloc \
   --mca oob_tcp_if_include 10.77.0.0/24 --mca btl_tcp_if_include 10.77.0.0/24 --mca btl self,tcp \
   "$@"
