@@ -26,6 +26,7 @@ class Writer {
   template <typename T>
   void vec(const std::vector<T>& v) {
     pod(static_cast<uint64_t>(v.size()));
+    if (v.empty()) return;
     const char* p = reinterpret_cast<const char*>(v.data());
     out_.insert(out_.end(), p, p + v.size() * sizeof(T));
   }
@@ -52,7 +53,7 @@ class Reader {
     const uint64_t n = pod<uint64_t>();
     if (n > (in_.size() - pos_) / sizeof(T)) throw Error("tensor-parallel message: truncated");
     std::vector<T> v(n);
-    std::memcpy(v.data(), in_.data() + pos_, n * sizeof(T));
+    if (n) std::memcpy(v.data(), in_.data() + pos_, n * sizeof(T));  // (an empty vector's data may be null)
     pos_ += n * sizeof(T);
     return v;
   }
