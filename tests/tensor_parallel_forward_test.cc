@@ -196,10 +196,10 @@ TEST(TensorParallelForward, AnAdaptersCutsMakeTheWhole) {
 
 TEST(TensorParallelProtocol, MessagesRoundTripAndDamageIsRefused) {
   TensorParallelForward f;
-  f.cache_serial = 42;
-  f.num_blocks = 9;
-  f.block_size = 7;
-  f.kv_dtype = DType::F16;
+  f.step.cache_serial = 42;
+  f.step.num_blocks = 9;
+  f.step.block_size = 7;
+  f.step.kv_dtype = DType::F16;
   f.batch.input_ids = {5, 6, 7};
   f.batch.position_ids = {0, 1, 0};
   f.batch.cu_seqlen_prefill = {0, 2, 3};
@@ -208,13 +208,13 @@ TEST(TensorParallelProtocol, MessagesRoundTripAndDamageIsRefused) {
   f.batch.slots = {21, 22, 56};
   f.batch.lm_head_indices = {1, 2};
   f.batch.keep_layer_hidden = true;
-  const std::vector<char> bytes = encode(f);
+  const std::vector<char> bytes = encode(f.step, f.batch);
   ASSERT_EQ(command_of(bytes), TensorParallelCommand::Forward);
   const TensorParallelForward g = decode_forward(bytes);
-  EXPECT_EQ(g.cache_serial, 42u);
-  EXPECT_EQ(g.num_blocks, 9);
-  EXPECT_EQ(g.block_size, 7);
-  EXPECT_EQ(g.kv_dtype, DType::F16);
+  EXPECT_EQ(g.step.cache_serial, 42u);
+  EXPECT_EQ(g.step.num_blocks, 9);
+  EXPECT_EQ(g.step.block_size, 7);
+  EXPECT_EQ(g.step.kv_dtype, DType::F16);
   EXPECT_EQ(g.batch.input_ids, f.batch.input_ids);
   EXPECT_EQ(g.batch.position_ids, f.batch.position_ids);
   EXPECT_EQ(g.batch.cu_seqlen_prefill, f.batch.cu_seqlen_prefill);
@@ -240,10 +240,10 @@ TEST(TensorParallelProtocol, MessagesRoundTripAndDamageIsRefused) {
   EXPECT_THROW(command_of({}), Error);
   EXPECT_THROW(command_of({char{9}}), Error);
 
-  f.adapter_uids = {0, 77};
-  EXPECT_EQ(decode_forward(encode(f)).adapter_uids, f.adapter_uids);
-  f.adapter_uids = {77};  // one per sequence, or none
-  EXPECT_THROW(decode_forward(encode(f)), Error);
+  f.step.adapter_uids = {0, 77};
+  EXPECT_EQ(decode_forward(encode(f.step, f.batch)).step.adapter_uids, f.step.adapter_uids);
+  f.step.adapter_uids = {77};  // one per sequence, or none
+  EXPECT_THROW(decode_forward(encode(f.step, f.batch)), Error);
 
   LoraAdapter adapter;
   adapter.uid = 77;

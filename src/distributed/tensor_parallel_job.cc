@@ -119,12 +119,12 @@ int run_tensor_parallel_worker(Communicator& world) {
         try {
           forward = decode_forward(message);
           if (!model) throw Error("no model is loaded");
-          for (const uint64_t uid : forward.adapter_uids)
+          for (const uint64_t uid : forward.step.adapter_uids)
             forward.batch.adapters.push_back(uid ? model->shard_adapter(uid) : nullptr);
-          if (!cache || cache_serial != forward.cache_serial) {  // rank 0 moved to a new cache
+          if (!cache || cache_serial != forward.step.cache_serial) {  // rank 0 moved to a new cache
             cache.reset();
-            cache = model->make_cache(forward.num_blocks, forward.block_size, forward.kv_dtype);
-            cache_serial = forward.cache_serial;
+            cache = model->make_cache(forward.step.num_blocks, forward.step.block_size, forward.step.kv_dtype);
+            cache_serial = forward.step.cache_serial;
           }
           model->forward(forward.batch, *cache, &workspace);
         } catch (const std::exception& e) {

@@ -85,13 +85,12 @@ std::vector<char> encode(const TensorParallelLoad& l) {
   return w.take();
 }
 
-std::vector<char> encode(const TensorParallelForward& f) {
+std::vector<char> encode(const TensorParallelStep& step, const ForwardBatch& b) {
   Writer w(TensorParallelCommand::Forward);
-  w.pod(f.cache_serial);
-  w.pod(static_cast<int32_t>(f.num_blocks));
-  w.pod(static_cast<int32_t>(f.block_size));
-  w.pod(static_cast<int32_t>(f.kv_dtype));
-  const ForwardBatch& b = f.batch;
+  w.pod(step.cache_serial);
+  w.pod(static_cast<int32_t>(step.num_blocks));
+  w.pod(static_cast<int32_t>(step.block_size));
+  w.pod(static_cast<int32_t>(step.kv_dtype));
   w.vec(b.input_ids);
   w.vec(b.position_ids);
   w.vec(b.cu_seqlen_prefill);
@@ -102,7 +101,7 @@ std::vector<char> encode(const TensorParallelForward& f) {
   w.vec(b.lm_head_indices);
   w.pod(static_cast<uint8_t>(b.skip_lm_head));
   w.pod(static_cast<uint8_t>(b.keep_layer_hidden));
-  w.vec(f.adapter_uids);
+  w.vec(step.adapter_uids);
   return w.take();
 }
 
@@ -151,10 +150,11 @@ TensorParallelLoad decode_load(const std::vector<char>& m) {
 TensorParallelForward decode_forward(const std::vector<char>& m) {
   Reader r(m);
   TensorParallelForward f;
-  f.cache_serial = r.pod<uint64_t>();
-  f.num_blocks = r.pod<int32_t>();
-  f.block_size = r.pod<int32_t>();
-  f.kv_dtype = static_cast<DType>(r.pod<int32_t>());
+  TensorParallelStep& step = f.step;
+  step.cache_serial = r.pod<uint64_t>();
+  step.num_blocks = r.pod<int32_t>();
+  step.block_size = r.pod<int32_t>();
+  step.kv_dtype = static_cast<DType>(r.pod<int32_t>());
   ForwardBatch& b = f.batch;
   b.input_ids = r.vec<int32_t>();
   b.position_ids = r.vec<int32_t>();
@@ -167,8 +167,8 @@ TensorParallelForward decode_forward(const std::vector<char>& m) {
   b.lm_head_indices = r.vec<int32_t>();
   b.skip_lm_head = r.pod<uint8_t>() != 0;
   b.keep_layer_hidden = r.pod<uint8_t>() != 0;
-  f.adapter_uids = r.vec<uint64_t>();
-  if (!f.adapter_uids.empty() && f.adapter_uids.size() != b.cached_lens.size())
+  step.adapter_uids = r.vec<uint64_t>();
+  if (!step.adapter_uids.empty() && step.adapter_uids.size() != b.cached_lens.size())
     throw Error("tensor-parallel message: one adapter entry per sequence");
   r.finish();
   return f;

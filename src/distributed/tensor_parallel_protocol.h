@@ -25,16 +25,22 @@ struct TensorParallelLoad {
   std::string fingerprint;   // rank 0's model_fingerprint()
 };
 
-struct TensorParallelForward {
+// What the other ranks need besides the batch itself.
+struct TensorParallelStep {
   uint64_t cache_serial = 0;  // which of rank 0's caches: a new one starts a new cache everywhere
   int num_blocks = 0, block_size = 0;
   DType kv_dtype = DType::F32;
-  ForwardBatch batch;         // its adapters travel as uids (sent before, by Adapter messages)
   std::vector<uint64_t> adapter_uids;  // [num_seqs], 0: none; empty when no sequence has one
 };
 
+struct TensorParallelForward {
+  TensorParallelStep step;
+  ForwardBatch batch;  // its adapters travel as step.adapter_uids (sent before, by Adapter messages)
+};
+
 std::vector<char> encode(const TensorParallelLoad& load);
-std::vector<char> encode(const TensorParallelForward& forward);
+// The batch is encoded where it lies (rank 0 sends one every step).
+std::vector<char> encode(const TensorParallelStep& step, const ForwardBatch& batch);
 std::vector<char> encode_stop();
 // A whole adapter (every rank cuts its own part), sent once before the first
 // forward that uses it.

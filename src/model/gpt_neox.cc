@@ -159,12 +159,12 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
     if (cache.serial() < tp_cache_serial_)
       throw Error("forward: with tensor parallelism, only the newest KV cache can be used");
     tp_cache_serial_ = cache.serial();
-    TensorParallelForward message{cache.serial(), cache.num_blocks(), cache.block_size(), cache.dtype(), b, {}};
+    TensorParallelStep step{cache.serial(), cache.num_blocks(), cache.block_size(), cache.dtype(), {}};
     if (!b.adapters.empty()) {
       cut = b;
       for (size_t s = 0; s < b.adapters.size(); ++s) {
         const LoraAdapter* a = b.adapters[s];
-        message.adapter_uids.push_back(a ? a->uid : 0);
+        step.adapter_uids.push_back(a ? a->uid : 0);
         if (!a) continue;
         if (!shard_adapters_.count(a->uid)) {
           add_shard_adapter(*a);
@@ -174,7 +174,7 @@ ForwardOutput GptNeoxModel::forward(const ForwardBatch& b, KvCache& cache, Forwa
       }
       batch = &cut;
     }
-    send(encode(message));
+    send(encode(step, b));
   }
   try {
     keep_shard_adapters(*batch);
