@@ -102,6 +102,36 @@ TEST(Kernels, PackedLinearMatchesReferenceOnEveryIsaAndDtype) {
   }
 }
 
+TEST(Kernels, Q4IntegerSumsHoldAtTheExtremes) {
+  // Every weight at nibble 15 or 0 and every activation at +-127: the largest
+  // partial sums any kernel keeps in 16 bits. Exact integer sums make every
+  // path's bits equal, and the result is the dequantized weights' sum.
+  IsaGuard guard;
+  const int k = 256, n = 40, m = 7;
+  std::vector<float> wf(static_cast<size_t>(n * k));
+  for (int c = 0; c < n; ++c)
+    for (int i = 0; i < k; ++i)  // -1 sets the group's scale 1/8; 7/8 then takes level 15
+      wf[c * k + i] = i % 32 == 0 ? -1.0f : (c % 2 ? 0.875f : -1.0f);
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (int r = 0; r < m; ++r)
+    for (int i = 0; i < k; ++i) x[r * k + i] = r == 0 ? 1.0f : r == 1 ? -1.0f : (i + r) % 3 ? 2.0f : -2.0f;
+  for (DType dtype : {DType::Q4, DType::Q4G128}) {
+    const Packed packed({DType::F32, wf.data(), n, k}, dtype);
+    std::vector<float> want(static_cast<size_t>(m * n));
+    cpu::linear_reference(x.data(), m, packed.w, nullptr, want.data());
+    std::vector<float> first;
+    for (cpu::Isa isa : isas()) {
+      cpu::limit_isa(isa);
+      std::vector<float> got(want.size());
+      cpu::linear(x.data(), m, packed.w, nullptr, got.data());
+      for (size_t i = 0; i < got.size(); ++i)  // the activations are exact at +-127 steps of absmax / 127
+        EXPECT_NEAR(got[i], want[i], 1e-4f * (1.0f + std::fabs(want[i]))) << cpu::isa_name(isa) << " " << i;
+      if (first.empty()) first = got;
+      EXPECT_EQ(0, std::memcmp(first.data(), got.data(), got.size() * sizeof(float))) << cpu::isa_name(isa);
+    }
+  }
+}
+
 TEST(Kernels, Q4KeepsEachWeightWithinHalfAStepOfItsGroupScale) {
   // Rows: random, all zero, and one outlier among small values; 70 inputs
   // leave a partial last group for both group sizes.
@@ -124,6 +154,32 @@ TEST(Kernels, Q4KeepsEachWeightWithinHalfAStepOfItsGroupScale) {
               << dtype_name(dtype) << " row " << r << " input " << i;
       }
     EXPECT_EQ(cpu::packed_q4_weight(packed.w, 2, 5), -4.0f);  // the group's extreme is exact
+  }
+}
+
+TEST(Kernels, ActivationEpilogueEqualsTheSeparatePass) {
+  // fc_in's GELU applied by the GEMM as it writes each block gives the bits
+  // of a separate pass over the whole output, for every dtype, ISA and form;
+  // 300 rows of 2,100 inputs make several row blocks and chunks.
+  IsaGuard guard;
+  for (const auto& [m, k, n] : std::vector<std::array<int, 3>>{{1, 64, 200}, {7, 96, 70}, {300, 2100, 97}}) {
+    const auto x = random_vector(static_cast<size_t>(m * k), 8);
+    const auto wf = random_vector(static_cast<size_t>(n * k), 9, 0.2f);
+    const auto bias = random_vector(static_cast<size_t>(n), 10);
+    for (DType dtype : {DType::F32, DType::F16, DType::BF16, DType::I8, DType::Q4, DType::Q4G128}) {
+      const Packed packed({DType::F32, wf.data(), n, k}, dtype);
+      for (cpu::Isa isa : isas()) {
+        cpu::limit_isa(isa);
+        for (Activation kind : {Activation::GeluErf, Activation::GeluTanh}) {
+          std::vector<float> separate(static_cast<size_t>(m * n)), fused(separate.size());
+          cpu::linear(x.data(), m, packed.w, bias.data(), separate.data());
+          cpu::activation(separate.data(), m * n, kind);
+          cpu::linear(x.data(), m, packed.w, bias.data(), fused.data(), {.activate = true, .kind = kind});
+          EXPECT_EQ(0, std::memcmp(separate.data(), fused.data(), fused.size() * sizeof(float)))
+              << cpu::isa_name(isa) << " " << dtype_name(dtype) << " m" << m;
+        }
+      }
+    }
   }
 }
 

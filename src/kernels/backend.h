@@ -81,6 +81,14 @@ class Backend {
   virtual void linear(const float* x /* [m, k] */, int64_t m, const WeightMatrix& w,
                       const float* bias /* [n] */, float* y /* [m, n] */) = 0;
 
+  // y = act(x · Wᵀ + bias): linear with the activation applied as the
+  // outputs are written (one pass over y fewer). Same bits as the two ops.
+  virtual void linear_activation(const float* x /* [m, k] */, int64_t m, const WeightMatrix& w,
+                                 const float* bias /* [n] */, Activation kind, float* y /* [m, n] */) {
+    linear(x, m, w, bias, y);
+    activation(y, m * w.rows, kind);
+  }
+
   // y = (x - mean) / sqrt(var + eps) * gamma + beta, per row of width n.
   virtual void layer_norm(const float* x /* [m, n] */, int64_t m, int64_t n,
                           const float* gamma /* [n] */, const float* beta /* [n] */, float eps,

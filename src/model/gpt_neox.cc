@@ -305,22 +305,29 @@ ForwardOutput GptNeoxModel::run(const ForwardBatch& b, KvCache& cache, const std
       adapter_rows.push_back({a, cu_q[s], cu_q[s + 1]});
   }
   std::vector<LoraSegment> segments;
-  auto lora = [&](int layer, LoraModule m, const float* input, int64_t in, float* output, int64_t out) {
-    if (adapter_rows.empty()) return;
+  auto lora_segments = [&](int layer, LoraModule m) {  // false: no row of this step adapts the module
     segments.clear();
     for (const AdapterRows& r : adapter_rows)
       if (const LoraWeights* w = r.adapter->find(layer, m))
         segments.push_back({r.begin, r.end, w->a_data(), w->b_data(), w->rank, w->scale, w->dtype});
-    if (!segments.empty()) be.lora_add(input, in, segments.data(), static_cast<int>(segments.size()), output, out);
+    return !segments.empty();
+  };
+  auto lora = [&](int layer, LoraModule m, const float* input, int64_t in, float* output, int64_t out) {
+    if (lora_segments(layer, m))
+      be.lora_add(input, in, segments.data(), static_cast<int>(segments.size()), output, out);
   };
 
   const float eps = static_cast<float>(c.layer_norm_eps);
   auto bias_or_null = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
   auto mlp = [&](int l, const LayerWeights& lw, const float* input) {
     const int64_t I = lw.fc_in.rows;  // this rank's units
-    be.linear(input, T, lw.fc_in, lw.fc_in_bias.data(), mlp_hidden);
-    lora(l, LoraModule::FcIn, input, H, mlp_hidden, I);
-    be.activation(mlp_hidden, T * I, c.activation);
+    if (lora_segments(l, LoraModule::FcIn)) {  // the low-rank term goes in before the activation
+      be.linear(input, T, lw.fc_in, lw.fc_in_bias.data(), mlp_hidden);
+      be.lora_add(input, H, segments.data(), static_cast<int>(segments.size()), mlp_hidden, I);
+      be.activation(mlp_hidden, T * I, c.activation);
+    } else {
+      be.linear_activation(input, T, lw.fc_in, lw.fc_in_bias.data(), c.activation, mlp_hidden);
+    }
     be.linear(mlp_hidden, T, lw.fc_out, bias_or_null(lw.fc_out_bias), mlp_out);
     lora(l, LoraModule::FcOut, mlp_hidden, I, mlp_out, H);
   };

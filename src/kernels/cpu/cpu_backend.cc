@@ -49,6 +49,10 @@ class CpuBackend final : public Backend {
               float* y) override {
     cpu::linear(x, m, w, bias, y);
   }
+  void linear_activation(const float* x, int64_t m, const WeightMatrix& w, const float* bias, Activation kind,
+                         float* y) override {
+    cpu::linear(x, m, w, bias, y, {.activate = true, .kind = kind});
+  }
   void layer_norm(const float* x, int64_t m, int64_t n, const float* gamma, const float* beta,
                   float eps, float* y) override {
     cpu::layer_norm(x, m, n, gamma, beta, eps, y);

@@ -16,25 +16,39 @@ using ::flashneox::isa_name;
 using ::flashneox::limit_isa;
 using ::flashneox::supported_isa;
 
+// What a GEMM does to the outputs it has just written, in the same parallel
+// task while they are still in cache: nothing, or an activation (fc_in's
+// GELU). Per element, so the bits equal a separate activation pass.
+struct Epilogue {
+  bool activate = false;
+  Activation kind = Activation::GeluErf;
+  // Rows [m0, m1), columns [c0, c1) of y (row stride ldy).
+  void operator()(float* y, int64_t ldy, int64_t m0, int64_t m1, int64_t c0, int64_t c1) const;
+};
+
 // Weights must be packed (WeightLayout::Panels32, see prepare_weight).
-void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
+void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y,
+            const Epilogue& epilogue = {});
 // Panel packing (WeightLayout::Panels32) for F32/F16/BF16: `out` holds
 // packed_panels(rows) * cols * 32 elements of `dtype`.
 int64_t packed_panels(int64_t rows);
 void pack_weight(const WeightMatrix& w, DType dtype, void* out);
-void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
+void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y,
+                   const Epilogue& epilogue = {});
 // True when the int8 and 4-bit kernels may use AVX-512 VNNI (the CPU has it and FLASHNEOX_ISA allows AVX-512).
 bool has_vnni();
 // int8 (W8A8, VNNI) panels: [cols / 4][32][4] per panel, with scales and column sums.
 int64_t packed_int8_bytes(int64_t rows, int64_t cols);
 void pack_weight_int8(const WeightMatrix& w, void* out, float* scales, int32_t* column_sums);
-void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
+void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y,
+                        const Epilogue& epilogue = {});
 float packed_int8_weight(const WeightMatrix& w, int64_t row, int64_t col);  // dequantized, for tests
 // 4-bit (W4A8) panels: groups of q4_group_size(dtype) inputs with an f16 scale each.
 int q4_group_size(DType dtype);
 int64_t packed_q4_bytes(int64_t rows, int64_t cols, int group);
 void pack_weight_q4(const WeightMatrix& w, int group, void* out);
-void packed_linear_q4(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y);
+void packed_linear_q4(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y,
+                      const Epilogue& epilogue = {});
 float packed_q4_weight(const WeightMatrix& w, int64_t row, int64_t col);  // dequantized, for tests
 void linear_reference(const float* x, int64_t m, const WeightMatrix& w, const float* bias,
                       float* y);

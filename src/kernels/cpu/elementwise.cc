@@ -73,6 +73,16 @@ void layer_norm(const float* x, int64_t m, int64_t n, const float* gamma, const 
   });
 }
 
+void Epilogue::operator()(float* y, int64_t ldy, int64_t m0, int64_t m1, int64_t c0, int64_t c1) const {
+  if (!activate) return;
+  for (int64_t r = m0; r < m1; ++r) {
+    if (kind == Activation::GeluErf)
+      gelu_erf(y + r * ldy, c0, c1);
+    else
+      gelu_tanh(y + r * ldy, c0, c1);
+  }
+}
+
 void activation(float* x, int64_t count, Activation kind) {
   parallel_for_cost(count, 16, [&](int64_t begin, int64_t end) {
     if (kind == Activation::GeluErf)

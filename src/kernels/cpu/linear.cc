@@ -8,10 +8,11 @@
 
 namespace flashneox::cpu {
 
-void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y) {
+void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y,
+            const Epilogue& epilogue) {
   if (w.layout != WeightLayout::Panels32)
     throw Error("internal error: the CPU backend computes with weights packed by prepare_weight");
-  packed_linear(x, m, w, bias, y);
+  packed_linear(x, m, w, bias, y, epilogue);
 }
 
 void linear_reference(const float* x, int64_t m, const WeightMatrix& w, const float* bias,

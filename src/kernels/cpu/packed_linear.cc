@@ -200,13 +200,14 @@ void pack_weight(const WeightMatrix& w, DType dtype, void* out) {
   });
 }
 
-void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y) {
+void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y,
+                   const Epilogue& epilogue) {
   if (w.dtype == DType::I8) {
-    packed_linear_int8(x, m, w, bias, y);
+    packed_linear_int8(x, m, w, bias, y, epilogue);
     return;
   }
   if (w.dtype == DType::Q4 || w.dtype == DType::Q4G128) {
-    packed_linear_q4(x, m, w, bias, y);
+    packed_linear_q4(x, m, w, bias, y, epilogue);
     return;
   }
   const int64_t k = w.cols;
@@ -244,6 +245,7 @@ void packed_linear(const float* x, int64_t m, const WeightMatrix& w, const float
           r = r_end;
         }
       }
+      epilogue(y, n, m0, m1, begin * kPanel, std::min(end * kPanel, n));
     }
   });
 }

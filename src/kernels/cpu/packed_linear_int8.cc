@@ -36,6 +36,7 @@ int64_t padded_cols(int64_t cols) { return (cols + 3) / 4 * 4; }
 // (round half away from zero, branch-free so the loop vectorises).
 FLASHNEOX_LOOP_BODY float quantize_row_body(const float* row, int64_t k, int64_t kp, uint8_t* dst) {
   float amax = 0.0f;
+#pragma omp simd reduction(max : amax)  // max is exact in any order
   for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(row[i]));
   const float scale = amax > 0.0f ? amax / 127.0f : 1.0f;
   const float inv = 1.0f / scale;
@@ -201,7 +202,8 @@ float packed_int8_weight(const WeightMatrix& w, int64_t n, int64_t i) {
   return panel[((i / 4) * kPanel + n % kPanel) * 4 + i % 4] * w.scales[n];
 }
 
-void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y) {
+void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y,
+                        const Epilogue& epilogue) {
   const int64_t k = w.cols, kp = padded_cols(k), n = w.rows;
   const int64_t panels = packed_panels(n);
   thread_local std::vector<uint8_t> xq;
@@ -240,6 +242,7 @@ void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const 
           r = r_end;
         }
       }
+      epilogue(y, n, m0, m1, begin * kPanel, std::min(end * kPanel, n));
     }
   });
 }

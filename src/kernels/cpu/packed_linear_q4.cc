@@ -44,6 +44,7 @@ int64_t group_bytes(int group) { return group * kPanel / 2 + kPanel * 2; }  // n
 FLASHNEOX_LOOP_BODY float quantize_row_s8_body(const float* row, int64_t k, int64_t kp, int group, int8_t* dst,
                                                int32_t* sums) {
   float amax = 0.0f;
+#pragma omp simd reduction(max : amax)  // max is exact in any order
   for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(row[i]));
   const float scale = amax > 0.0f ? amax / 127.0f : 1.0f;
   const float inv = 1.0f / scale;
@@ -124,10 +125,13 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c"))) void panel_vnni(cons
   }
 }
 
-// AVX2 has no vpdpbusd: vpmaddubsw (u8 · s8 pairs into s16, at most
-// 2 · 15 · 127, so never saturating) and vpmaddwd by ones give the same sums of four.
+// AVX2 has no vpdpbusd: vpmaddubsw gives u8 · s8 pair sums in s16 (at most
+// 2 · 15 · 127 = 3,810), eight steps of them still fit in s16 (30,480), and
+// one vpmaddwd by ones per eight steps widens them: the same exact sums of
+// four, with a third fewer instructions than widening every step.
 template <int MR>
 __attribute__((target("avx2,fma,f16c"))) void panel_avx2(const Q4Tile& t) {
+  constexpr int kStepsInS16 = 8;
   const __m256i low = _mm256_set1_epi8(0x0f);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 sum[MR][4];
@@ -140,17 +144,23 @@ __attribute__((target("avx2,fma,f16c"))) void panel_avx2(const Q4Tile& t) {
     __m256i acc[MR][4];  // outputs 0-7, 8-15, 16-23, 24-31
     for (int r = 0; r < MR; ++r)
       for (int h = 0; h < 4; ++h) acc[r][h] = _mm256_setzero_si256();
-    for (int s = 0; s < steps; ++s) {
-      const __m256i va = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gp + s * 64));
-      const __m256i vb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gp + s * 64 + 32));
-      const __m256i w[4] = {_mm256_and_si256(va, low), _mm256_and_si256(vb, low),
-                            _mm256_and_si256(_mm256_srli_epi16(va, 4), low),
-                            _mm256_and_si256(_mm256_srli_epi16(vb, 4), low)};
-      for (int r = 0; r < MR; ++r) {
-        const __m256i xb = _mm256_set1_epi32(*reinterpret_cast<const UnalignedInt32*>(xg + r * t.kp + s * 4));
-        for (int h = 0; h < 4; ++h)
-          acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(_mm256_maddubs_epi16(w[h], xb), ones));
+    for (int s0 = 0; s0 < steps; s0 += kStepsInS16) {
+      __m256i acc16[MR][4];
+      for (int r = 0; r < MR; ++r)
+        for (int h = 0; h < 4; ++h) acc16[r][h] = _mm256_setzero_si256();
+      for (int s = s0; s < s0 + kStepsInS16; ++s) {
+        const __m256i va = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gp + s * 64));
+        const __m256i vb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gp + s * 64 + 32));
+        const __m256i w[4] = {_mm256_and_si256(va, low), _mm256_and_si256(vb, low),
+                              _mm256_and_si256(_mm256_srli_epi16(va, 4), low),
+                              _mm256_and_si256(_mm256_srli_epi16(vb, 4), low)};
+        for (int r = 0; r < MR; ++r) {
+          const __m256i xb = _mm256_set1_epi32(*reinterpret_cast<const UnalignedInt32*>(xg + r * t.kp + s * 4));
+          for (int h = 0; h < 4; ++h) acc16[r][h] = _mm256_add_epi16(acc16[r][h], _mm256_maddubs_epi16(w[h], xb));
+        }
       }
+      for (int r = 0; r < MR; ++r)
+        for (int h = 0; h < 4; ++h) acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(acc16[r][h], ones));
     }
     const auto* scales = reinterpret_cast<const __m128i*>(gp + steps * 64);
     __m256 d[4];
@@ -265,7 +275,8 @@ float packed_q4_weight(const WeightMatrix& w, int64_t n, int64_t i) {
   return static_cast<float>(nibble(gp, c, static_cast<int>(i % group)) - 8) * f16_to_f32(d);
 }
 
-void packed_linear_q4(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y) {
+void packed_linear_q4(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y,
+                      const Epilogue& epilogue) {
   const int group = q4_group_size(w.dtype);
   const int64_t k = w.cols, kp = padded_cols(k, group), groups = kp / group, n = w.rows;
   const int64_t panels = packed_panels(n);
@@ -311,6 +322,7 @@ void packed_linear_q4(const float* x, int64_t m, const WeightMatrix& w, const fl
           r = r_end;
         }
       }
+      epilogue(y, n, m0, m1, begin * kPanel, std::min(end * kPanel, n));
     }
   });
 }
