@@ -87,8 +87,8 @@ __attribute__((target("avx512f"))) void panel_avx512(const float* x, int64_t ldx
   }
 }
 
-// ---- AVX2 + FMA + F16C: MR up to 2 rows (8 accumulators + 4 weights + 1 broadcast).
-constexpr int kMrAvx2 = 2;
+// ---- AVX2 + FMA + F16C: MR up to 3 rows (12 accumulators + 3 broadcasts + 1 weight).
+constexpr int kMrAvx2 = 3;
 
 #define FNX_AVX2 __attribute__((target("avx2,fma,f16c"), always_inline)) inline
 
@@ -111,11 +111,11 @@ __attribute__((target("avx2,fma,f16c"))) void panel_avx2(const float* x, int64_t
   for (int r = 0; r < MR; ++r)
     for (int c = 0; c < 4; ++c) acc[r][c] = _mm256_setzero_ps();
   for (int64_t i = 0; i < k; ++i) {
-    __m256 w[4];
-    for (int c = 0; c < 4; ++c) w[c] = load8_avx2<D>(panel, i * kPanel + c * 8);
-    for (int r = 0; r < MR; ++r) {
-      const __m256 xv = _mm256_set1_ps(x[r * ldx + i]);
-      for (int c = 0; c < 4; ++c) acc[r][c] = _mm256_fmadd_ps(xv, w[c], acc[r][c]);
+    __m256 xv[MR];
+    for (int r = 0; r < MR; ++r) xv[r] = _mm256_set1_ps(x[r * ldx + i]);
+    for (int c = 0; c < 4; ++c) {  // one weight register at a time: MR x 4 accumulators fit
+      const __m256 w = load8_avx2<D>(panel, i * kPanel + c * 8);
+      for (int r = 0; r < MR; ++r) acc[r][c] = _mm256_fmadd_ps(xv[r], w, acc[r][c]);
     }
   }
   for (int r = 0; r < MR; ++r) {
@@ -157,9 +157,9 @@ using PanelKernel = void (*)(const float*, int64_t, const void*, int64_t, const 
 #if FLASHNEOX_X86
 const PanelKernel kAvx512[3][kMrAvx512] = {FNX_TABLE(panel_avx512, DType::F32), FNX_TABLE(panel_avx512, DType::F16),
                                            FNX_TABLE(panel_avx512, DType::BF16)};
-const PanelKernel kAvx2[3][kMrAvx2] = {{panel_avx2<1, DType::F32>, panel_avx2<2, DType::F32>},
-                                       {panel_avx2<1, DType::F16>, panel_avx2<2, DType::F16>},
-                                       {panel_avx2<1, DType::BF16>, panel_avx2<2, DType::BF16>}};
+#define FNX_TABLE3(fn, D) {fn<1, D>, fn<2, D>, fn<3, D>}
+const PanelKernel kAvx2[3][kMrAvx2] = {FNX_TABLE3(panel_avx2, DType::F32), FNX_TABLE3(panel_avx2, DType::F16),
+                                       FNX_TABLE3(panel_avx2, DType::BF16)};
 #endif
 #define FNX_TABLE4(fn, D) {fn<1, D>, fn<2, D>, fn<3, D>, fn<4, D>}
 const PanelKernel kScalar[3][kMrScalar] = {FNX_TABLE4(panel_scalar, DType::F32), FNX_TABLE4(panel_scalar, DType::F16),
