@@ -183,6 +183,33 @@ TEST(Kernels, ActivationEpilogueEqualsTheSeparatePass) {
   }
 }
 
+TEST(Kernels, ResidualAddAndNormsEqualTheSeparateOps) {
+  // The fused residual add + one or two layer norms gives the bits of add,
+  // then layer_norm, then layer_norm; with no addend it only normalises.
+  IsaGuard guard;
+  const int m = 37, n = 200;
+  const auto x0 = random_vector(m * n, 11, 3.0f), a = random_vector(m * n, 12), b = random_vector(m * n, 13);
+  const auto g1 = random_vector(n, 14), b1 = random_vector(n, 15), g2 = random_vector(n, 16), b2 = random_vector(n, 17);
+  for (cpu::Isa isa : isas()) {
+    cpu::limit_isa(isa);
+    for (int form = 0; form < 4; ++form) {  // a + b with two norms, a with one, a with two, none with two
+      const float* addend = form == 3 ? nullptr : a.data();
+      const float* second_addend = form == 0 ? b.data() : nullptr;
+      const bool two = form != 1;
+      std::vector<float> xs = x0, ys1(x0.size()), ys2(x0.size());
+      if (addend) cpu::add(xs.data(), addend, second_addend, m * n);
+      cpu::layer_norm(xs.data(), m, n, g1.data(), b1.data(), 1e-5f, ys1.data());
+      if (two) cpu::layer_norm(xs.data(), m, n, g2.data(), b2.data(), 1e-5f, ys2.data());
+      std::vector<float> xf = x0, yf1(x0.size()), yf2(x0.size());
+      cpu::add_norms(xf.data(), addend, second_addend, m, n, 1e-5f, {g1.data(), b1.data(), yf1.data()},
+                     {g2.data(), b2.data(), two ? yf2.data() : nullptr});
+      EXPECT_EQ(0, std::memcmp(xs.data(), xf.data(), xs.size() * sizeof(float))) << cpu::isa_name(isa) << form;
+      EXPECT_EQ(0, std::memcmp(ys1.data(), yf1.data(), ys1.size() * sizeof(float))) << cpu::isa_name(isa) << form;
+      EXPECT_EQ(0, std::memcmp(ys2.data(), yf2.data(), ys2.size() * sizeof(float))) << cpu::isa_name(isa) << form;
+    }
+  }
+}
+
 TEST(Kernels, PackedLinearRowsDoNotDependOnTheBatch) {
   // A row's result is bit-identical whatever else is in the batch.
   const int k = 96, n = 50;

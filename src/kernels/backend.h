@@ -94,6 +94,22 @@ class Backend {
                           const float* gamma /* [n] */, const float* beta /* [n] */, float eps,
                           float* y /* [m, n] */) = 0;
 
+  // The residual add and the layer norms that read its result, in one pass
+  // over x: x += a (+ b) when a is not null, then first.y = layer_norm(x)
+  // and, when second.y is not null, second.y = layer_norm(x) with its own
+  // gamma and beta. Same bits as add and layer_norm one after the other.
+  struct Norm {
+    const float* gamma = nullptr;  // [n]
+    const float* beta = nullptr;   // [n]
+    float* y = nullptr;            // [m, n]
+  };
+  virtual void add_norms(float* x /* [m, n] */, const float* a, const float* b, int64_t m, int64_t n, float eps,
+                         const Norm& first, const Norm& second) {
+    if (a) add(x, a, b, m * n);
+    layer_norm(x, m, n, first.gamma, first.beta, eps, first.y);
+    if (second.y) layer_norm(x, m, n, second.gamma, second.beta, eps, second.y);
+  }
+
   // In place over count elements.
   virtual void activation(float* x, int64_t count, Activation kind) = 0;
 

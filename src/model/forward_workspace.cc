@@ -13,6 +13,7 @@ void ForwardWorkspace::reserve(const ModelConfig& c, int64_t tokens) {
   const int64_t h = tokens * c.hidden_size;
   x_ = buffer(h);
   normed_ = buffer(h);
+  normed_mlp_ = buffer(h);
   qkv_ = buffer(3 * h);
   q_ = buffer(h);
   attn_ = buffer(h);
@@ -25,7 +26,7 @@ void ForwardWorkspace::reserve(const ModelConfig& c, int64_t tokens) {
 }
 
 size_t ForwardWorkspace::bytes() const {
-  return static_cast<size_t>(tokens_ * (9 * hidden_ + intermediate_)) * sizeof(float);
+  return static_cast<size_t>(tokens_ * (10 * hidden_ + intermediate_)) * sizeof(float);
 }
 
 }  // namespace flashneox

@@ -25,6 +25,7 @@ class ForwardWorkspace {
 
   float* x() { return x_.get(); }                  // [tokens, hidden] residual stream
   float* normed() { return normed_.get(); }        // [tokens, hidden] layer-norm output
+  float* normed_mlp() { return normed_mlp_.get(); }  // [tokens, hidden] the MLP's norm (parallel residual)
   float* qkv() { return qkv_.get(); }              // [tokens, 3 * hidden]
   float* q() { return q_.get(); }                  // [tokens, hidden] rotated queries
   float* attn() { return attn_.get(); }            // [tokens, hidden] attention output
@@ -34,7 +35,7 @@ class ForwardWorkspace {
 
  private:
   int64_t tokens_ = 0, hidden_ = 0, intermediate_ = 0;
-  std::unique_ptr<float[]> x_, normed_, qkv_, q_, attn_, attn_out_, mlp_out_, mlp_hidden_;
+  std::unique_ptr<float[]> x_, normed_, normed_mlp_, qkv_, q_, attn_, attn_out_, mlp_out_, mlp_hidden_;
 };
 
 }  // namespace flashneox

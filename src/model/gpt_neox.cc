@@ -246,6 +246,7 @@ ForwardOutput GptNeoxModel::run(const ForwardBatch& b, KvCache& cache, const std
   ws.reserve(c, T);
   float* const x = ws.x();  // the residual stream
   float* const normed = ws.normed();
+  float* const normed_mlp = ws.normed_mlp();
   float* const qkv = ws.qkv();
   float* const q = ws.q();
   float* const attn = ws.attn();
@@ -353,10 +354,22 @@ ForwardOutput GptNeoxModel::run(const ForwardBatch& b, KvCache& cache, const std
   out.rows = kept_rows;
   if (b.keep_layer_hidden) out.layer_hidden.resize(static_cast<size_t>(c.num_layers * kept_rows * H));
 
+  // x += a (+ b), and the norms the next layer starts with, in one pass (after the last layer, only the add).
+  auto residual = [&](int next, const float* a, const float* b2) {
+    if (next == c.num_layers) {
+      be.add(x, a, b2, T * H);
+      return;
+    }
+    const LayerWeights& nw = weights_.layers[next];
+    Backend::Norm mlp_norm;  // a parallel residual's MLP reads the same x
+    if (c.parallel_residual) mlp_norm = {nw.ln2_weight.data(), nw.ln2_bias.data(), normed_mlp};
+    be.add_norms(x, a, b2, T, H, eps, {nw.ln1_weight.data(), nw.ln1_bias.data(), normed}, mlp_norm);
+  };
+  residual(0, nullptr, nullptr);
+
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& lw = weights_.layers[l];
     if (b.keep_layer_hidden) gather_rows(x, out.layer_hidden.data() + l * kept_rows * H);
-    be.layer_norm(x, T, H, lw.ln1_weight.data(), lw.ln1_bias.data(), eps, normed);
     be.linear(normed, T, lw.qkv, bias_or_null(lw.qkv_bias), qkv);
     lora(l, LoraModule::Qkv, normed, H, qkv, lw.qkv.rows);
     be.rotary_and_cache(qkv, T, heads, c.head_size, c.rotary_dims, cos.data(),
@@ -371,22 +384,20 @@ ForwardOutput GptNeoxModel::run(const ForwardBatch& b, KvCache& cache, const std
     be.linear(attn, T, lw.dense, bias_or_null(lw.dense_bias), attn_out);
     lora(l, LoraModule::Dense, attn, local_width, attn_out, H);
     if (c.parallel_residual) {  // x' = x + attn(ln1(x)) + mlp(ln2(x))
-      be.layer_norm(x, T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed);
-      mlp(l, lw, normed);
+      mlp(l, lw, normed_mlp);
       if (tp_) {  // both partial sums in one all-reduce (the seed's trick)
         be.add(attn_out, mlp_out, nullptr, T * H);
         all_reduce(attn_out);
-        be.add(x, attn_out, nullptr, T * H);
+        residual(l + 1, attn_out, nullptr);
       } else {
-        be.add(x, attn_out, mlp_out, T * H);
+        residual(l + 1, attn_out, mlp_out);
       }
     } else {  // h = x + attn(ln1(x)); x' = h + mlp(ln2(h))
       all_reduce(attn_out);
-      be.add(x, attn_out, nullptr, T * H);
-      be.layer_norm(x, T, H, lw.ln2_weight.data(), lw.ln2_bias.data(), eps, normed);
+      be.add_norms(x, attn_out, nullptr, T, H, eps, {lw.ln2_weight.data(), lw.ln2_bias.data(), normed}, {});
       mlp(l, lw, normed);
       all_reduce(mlp_out);
-      be.add(x, mlp_out, nullptr, T * H);
+      residual(l + 1, mlp_out, nullptr);
     }
   }
 

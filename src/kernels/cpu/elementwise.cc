@@ -73,6 +73,18 @@ void layer_norm(const float* x, int64_t m, int64_t n, const float* gamma, const 
   });
 }
 
+void add_norms(float* x, const float* a, const float* b, int64_t m, int64_t n, float eps, const NormOut& first,
+               const NormOut& second) {
+  parallel_for_cost(m, (second.y ? 8 : 4) * n, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* row = x + r * n;
+      if (a) add(row, a + r * n, b ? b + r * n : nullptr, n);
+      layer_norm_row(row, n, first.gamma, first.beta, eps, first.y + r * n);
+      if (second.y) layer_norm_row(row, n, second.gamma, second.beta, eps, second.y + r * n);
+    }
+  });
+}
+
 void Epilogue::operator()(float* y, int64_t ldy, int64_t m0, int64_t m1, int64_t c0, int64_t c1) const {
   if (!activate) return;
   for (int64_t r = m0; r < m1; ++r) {
