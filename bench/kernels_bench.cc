@@ -54,6 +54,22 @@ BENCHMARK(BM_Linear)
                                      static_cast<int>(DType::Q4), static_cast<int>(DType::Q4G128)}})
     ->UseRealTime();
 
+// A prefill through Pythia-1B's dense_4h_to_h: 8,192 inputs, where the rows
+// of a block share input slices in L2 and the weights stream past them.
+void BM_LinearLongInputs(benchmark::State& state) {
+  const int64_t m = state.range(0), k = 8192, n = 2048;
+  PackedWeight pw(n, k, DType::F16);
+  const auto x = random_vector(static_cast<size_t>(m * k), 2);
+  std::vector<float> y(static_cast<size_t>(m * n));
+  for (auto _ : state) {
+    cpu::linear(x.data(), m, pw.w, nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel("float16");
+}
+BENCHMARK(BM_LinearLongInputs)->Arg(128)->Arg(512)->UseRealTime();
+
 // One decode step's attention: `seqs` sequences of `context` cached tokens,
 // Pythia-410M's heads, an f32 or f16 cache.
 void BM_DecodeAttention(benchmark::State& state) {

@@ -157,6 +157,39 @@ TEST(Kernels, Q4KeepsEachWeightWithinHalfAStepOfItsGroupScale) {
   }
 }
 
+TEST(Kernels, FloatGemmIsOneFmaChainInInputOrder) {
+  // Long inputs are computed in slices with the raw sums parked in y between
+  // them; every output must still be exactly one f32 FMA chain over the
+  // inputs in order (the bits a decode of the same row gives). 1,300 inputs
+  // make three slices; 40 outputs a full and a partial panel.
+  IsaGuard guard;
+  const int m = 7, k = 1300, n = 40;
+  const auto x = random_vector(static_cast<size_t>(m * k), 18);
+  const auto wf = random_vector(static_cast<size_t>(n * k), 19, 0.2f);
+  const auto bias = random_vector(static_cast<size_t>(n), 20);
+  for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+    const Packed packed({DType::F32, wf.data(), n, k}, dtype);
+    std::vector<float> want(static_cast<size_t>(m * n));
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < n; ++c) {
+        float acc = 0.0f;
+        for (int i = 0; i < k; ++i) {
+          const float v = wf[c * k + i];
+          const float w = dtype == DType::F16 ? f16_to_f32(f32_to_f16(v)) : dtype == DType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : v;
+          acc = std::fma(x[r * k + i], w, acc);
+        }
+        want[r * n + c] = acc + bias[c];
+      }
+    for (cpu::Isa isa : isas()) {
+      cpu::limit_isa(isa);
+      std::vector<float> got(want.size());
+      cpu::linear(x.data(), m, packed.w, bias.data(), got.data());
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), got.size() * sizeof(float)))
+          << cpu::isa_name(isa) << " " << dtype_name(dtype) << " max diff " << testing::max_abs_diff(want, got);
+    }
+  }
+}
+
 TEST(Kernels, ActivationEpilogueEqualsTheSeparatePass) {
   // fc_in's GELU applied by the GEMM as it writes each block gives the bits
   // of a separate pass over the whole output, for every dtype, ISA and form;
