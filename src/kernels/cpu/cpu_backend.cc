@@ -59,7 +59,7 @@ class CpuBackend final : public Backend {
   }
   void add_norms(float* x, const float* a, const float* b, int64_t m, int64_t n, float eps, const Norm& first,
                  const Norm& second) override {
-    cpu::add_norms(x, a, b, m, n, eps, {first.gamma, first.beta, first.y}, {second.gamma, second.beta, second.y});
+    cpu::add_norms(x, a, b, m, n, eps, first, second);
   }
   void activation(float* x, int64_t count, Activation kind) override {
     cpu::activation(x, count, kind);

@@ -57,13 +57,8 @@ void embed(const WeightMatrix& embedding, const int32_t* ids, int64_t tokens, fl
 void layer_norm(const float* x, int64_t m, int64_t n, const float* gamma, const float* beta,
                 float eps, float* y);
 // x += a (+ b) when a is not null, then each norm with a y: y = layer_norm(x), row by row.
-struct NormOut {
-  const float* gamma;
-  const float* beta;
-  float* y;
-};
-void add_norms(float* x, const float* a, const float* b, int64_t m, int64_t n, float eps, const NormOut& first,
-               const NormOut& second);
+void add_norms(float* x, const float* a, const float* b, int64_t m, int64_t n, float eps, const Backend::Norm& first,
+               const Backend::Norm& second);
 void activation(float* x, int64_t count, Activation kind);
 void add(float* x, const float* a, const float* b, int64_t count);
 

@@ -73,8 +73,8 @@ void layer_norm(const float* x, int64_t m, int64_t n, const float* gamma, const 
   });
 }
 
-void add_norms(float* x, const float* a, const float* b, int64_t m, int64_t n, float eps, const NormOut& first,
-               const NormOut& second) {
+void add_norms(float* x, const float* a, const float* b, int64_t m, int64_t n, float eps, const Backend::Norm& first,
+               const Backend::Norm& second) {
   parallel_for_cost(m, (second.y ? 8 : 4) * n, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       float* row = x + r * n;
