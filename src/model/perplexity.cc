@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "engine/sampler.h"
 #include "model/sequence_batch.h"
 
@@ -44,11 +46,19 @@ PerplexityResult score_perplexity(GptNeoxModel& model, const std::vector<int32_t
     if (end - begin < (partial ? 2 : window)) break;
     SequenceStep step{tokens.data() + begin, end - begin, 0, &table, true, o.adapter};
     const ForwardOutput out = model.forward(make_batch({step}, block_size, true), *cache);
-    for (int target = std::max(scored_until, begin + 1); target < end; ++target) {
-      const float* row = out.logits.data() + static_cast<int64_t>(target - 1 - begin) * vocab;
-      nll -= Sampler::logprob_of(row, vocab, tokens[target]);
-      ++scored;
-    }
+    // Each target's log-probability on the thread pool, summed in order (the
+    // same total for any thread count).
+    const int first = std::max(scored_until, begin + 1);
+    std::vector<float> logprobs(static_cast<size_t>(end - first));
+    parallel_for_cost(end - first, 8 * vocab, [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; ++t) {
+        const int target = first + static_cast<int>(t);
+        const float* row = out.logits.data() + static_cast<int64_t>(target - 1 - begin) * vocab;
+        logprobs[static_cast<size_t>(t)] = Sampler::logprob_of(row, vocab, tokens[target]);
+      }
+    });
+    for (float lp : logprobs) nll -= lp;
+    scored += end - first;
     scored_until = end;
     if (o.progress) o.progress(w + 1, windows, nll / static_cast<double>(scored));
     if (end == n) break;
