@@ -49,9 +49,12 @@ test-wheel: deps test-venv
 # ASan+UBSan at -O2 -g take minutes a file, and the tests barely notice.
 SAN_FLAGS = -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" -DFLASHNEOX_BUILD_BENCH=OFF
 
-# The unit tests again, built with AddressSanitizer and UBSan.
+# The unit tests again, built with AddressSanitizer and UBSan. The code whose
+# speed they do not notice (HTTP, JSON, command line, parsing, the tests' own)
+# at -O0: the build takes 7.5 minutes on two cores instead of 12, the tests 6.5 instead of 5.7.
+SAN_UNOPTIMIZED = "-DFLASHNEOX_UNOPTIMIZED=server;cli;io;lora;distributed;tests"
 test-sanitize: deps
-	@cmake -S . -B $(SAN_BUILD) $(SAN_FLAGS) -DFLASHNEOX_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(SAN_BUILD) $(SAN_FLAGS) -DFLASHNEOX_SANITIZE=ON $(SAN_UNOPTIMIZED) >/dev/null
 	@cmake --build $(SAN_BUILD) -j $(JOBS)
 	@cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L unit
 
@@ -89,7 +92,8 @@ test-tsan: deps test-venv
 # tests hold nothing architecture-specific and run natively). The long engine
 # batch-invariance and prefix-caching cases are left out (architecture-
 # independent scheduling, many minutes under emulation); CI also trims the parity tests to one
-# batching mode per fixture (AARCH64_EXCLUDE in .ci/run).
+# batching mode per fixture (AARCH64_EXCLUDE in .ci/run). The server and the command line, which
+# no test here runs, are compiled at -O0.
 AARCH64_BUILD ?= build-aarch64
 AARCH64_EXCLUDE ?= BatchInvariant|Engine.Prefix|Engine.ABurst|Engine.CancellationAndPreemption
 AARCH64_TESTS = dtype_test config_test safetensors_test torch_checkpoint_test kernels_test parallel_test \
@@ -97,7 +101,7 @@ AARCH64_TESTS = dtype_test config_test safetensors_test torch_checkpoint_test ke
 test-aarch64: deps
 	@./scripts/install-deps.sh --aarch64
 	@cmake -S . -B $(AARCH64_BUILD) -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DCMAKE_BUILD_TYPE=Release \
-	  -DFLASHNEOX_MIMALLOC=OFF -DFLASHNEOX_BUILD_BENCH=OFF >/dev/null
+	  -DFLASHNEOX_MIMALLOC=OFF -DFLASHNEOX_BUILD_BENCH=OFF "-DFLASHNEOX_UNOPTIMIZED=server;cli;distributed" >/dev/null
 	@cmake --build $(AARCH64_BUILD) -j $(JOBS) --target flashneox $(AARCH64_TESTS)
 	@file $(AARCH64_BUILD)/flashneox | grep -q "ARM aarch64" || { echo "not an aarch64 binary" >&2; exit 1; }
 	@# (Tests of executables not built register as unlabelled *_NOT_BUILT placeholders: -L unit skips them.)
