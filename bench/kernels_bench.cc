@@ -6,11 +6,14 @@
 //   build/bench/kernels_bench --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <numeric>
 #include <random>
 #include <vector>
 
+#include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/roofline.h"
 
 namespace flashneox {
 namespace {
@@ -69,6 +72,36 @@ void BM_LinearLongInputs(benchmark::State& state) {
   state.SetLabel("float16");
 }
 BENCHMARK(BM_LinearLongInputs)->Arg(128)->Arg(512)->UseRealTime();
+
+// The machine's fp32 FMA peak on the pool's threads, in the same run: the
+// GEMM counters above and below read as fractions of it.
+void BM_FmaPeak(benchmark::State& state) {
+  double peak = 0.0;
+  for (auto _ : state) peak = std::max(peak, cpu::measure_fma_peak(num_threads(), 0.2));
+  state.counters["FLOP/s"] = peak;
+}
+BENCHMARK(BM_FmaPeak)->Iterations(3)->UseRealTime();
+
+// The GEMM's rate against its inner size, 96 rows and 4,096 outputs: with 128
+// or 256 inputs a weight panel (8-16 KB in f16) stays in L1 for every row
+// block, so the FLOP/s are the microkernel's own; with more, the panel comes
+// from L2 for each block of rows. The gap is what the cache hierarchy costs.
+void BM_LinearInnerSize(benchmark::State& state) {
+  const int64_t m = 96, k = state.range(0), n = 4096;
+  const auto dtype = static_cast<DType>(state.range(1));
+  PackedWeight pw(n, k, dtype);
+  const auto x = random_vector(static_cast<size_t>(m * k), 2);
+  std::vector<float> y(static_cast<size_t>(m * n));
+  for (auto _ : state) {
+    cpu::linear(x.data(), m, pw.w, nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(dtype_name(dtype));
+}
+BENCHMARK(BM_LinearInnerSize)
+    ->ArgsProduct({{128, 256, 1024, 4096}, {static_cast<int>(DType::F32), static_cast<int>(DType::F16)}})
+    ->UseRealTime();
 
 // One decode step's attention: `seqs` sequences of `context` cached tokens,
 // Pythia-410M's heads, an f32 or f16 cache.
