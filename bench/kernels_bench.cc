@@ -37,9 +37,9 @@ struct PackedWeight {  // packed by the CPU backend, which owns the storage
   }
 };
 
-void BM_Linear(benchmark::State& state) {
-  const int64_t m = state.range(0), k = 1024, n = 4096;  // Pythia-410M dense_h_to_4h
-  const auto dtype = static_cast<DType>(state.range(1));
+// y = x W^T for m rows, k inputs, n outputs; the FLOP/s counter (and the
+// weight bytes/s, for the memory-bound GEMV) over the timed loop.
+void time_linear(benchmark::State& state, int64_t m, int64_t k, int64_t n, DType dtype, bool weight_bytes) {
   PackedWeight pw(n, k, dtype);
   const auto x = random_vector(static_cast<size_t>(m * k), 2);
   std::vector<float> y(static_cast<size_t>(m * n));
@@ -47,9 +47,14 @@ void BM_Linear(benchmark::State& state) {
     cpu::linear(x.data(), m, pw.w, nullptr, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(pw.bytes), benchmark::Counter::kIsIterationInvariantRate);
+  if (weight_bytes)
+    state.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(pw.bytes), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["FLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(dtype_name(dtype));
+}
+
+void BM_Linear(benchmark::State& state) {  // Pythia-410M dense_h_to_4h
+  time_linear(state, state.range(0), 1024, 4096, static_cast<DType>(state.range(1)), true);
 }
 BENCHMARK(BM_Linear)
     ->ArgsProduct({{1, 8, 32, 128}, {static_cast<int>(DType::F32), static_cast<int>(DType::F16),
@@ -60,16 +65,7 @@ BENCHMARK(BM_Linear)
 // A prefill through Pythia-1B's dense_4h_to_h: 8,192 inputs, where the rows
 // of a block share input slices in L2 and the weights stream past them.
 void BM_LinearLongInputs(benchmark::State& state) {
-  const int64_t m = state.range(0), k = 8192, n = 2048;
-  PackedWeight pw(n, k, DType::F16);
-  const auto x = random_vector(static_cast<size_t>(m * k), 2);
-  std::vector<float> y(static_cast<size_t>(m * n));
-  for (auto _ : state) {
-    cpu::linear(x.data(), m, pw.w, nullptr, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
-  state.counters["FLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel("float16");
+  time_linear(state, state.range(0), 8192, 2048, DType::F16, false);
 }
 BENCHMARK(BM_LinearLongInputs)->Arg(128)->Arg(512)->UseRealTime();
 
@@ -87,17 +83,7 @@ BENCHMARK(BM_FmaPeak)->Iterations(3)->UseRealTime();
 // block, so the FLOP/s are the microkernel's own; with more, the panel comes
 // from L2 for each block of rows. The gap is what the cache hierarchy costs.
 void BM_LinearInnerSize(benchmark::State& state) {
-  const int64_t m = 96, k = state.range(0), n = 4096;
-  const auto dtype = static_cast<DType>(state.range(1));
-  PackedWeight pw(n, k, dtype);
-  const auto x = random_vector(static_cast<size_t>(m * k), 2);
-  std::vector<float> y(static_cast<size_t>(m * n));
-  for (auto _ : state) {
-    cpu::linear(x.data(), m, pw.w, nullptr, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
-  state.counters["FLOP/s"] = benchmark::Counter(2.0 * m * n * k, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(dtype_name(dtype));
+  time_linear(state, 96, state.range(0), 4096, static_cast<DType>(state.range(1)), false);
 }
 BENCHMARK(BM_LinearInnerSize)
     ->ArgsProduct({{128, 256, 1024, 4096}, {static_cast<int>(DType::F32), static_cast<int>(DType::F16)}})
