@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "core/isa.h"
+#include "kernels/cpu/lanes16.h"  // exp_lane
 
 namespace flashneox {
 
@@ -43,26 +44,14 @@ class SortedCandidates {
 // over every token of a text. Sixteen partial sums in double, lane l taking
 // every 16th logit and added up in one order at the end: the same bits on
 // every instruction set, and no float accumulation error (one float running
-// total over 50k terms was off by 1e-4). Each exp reduces to the nearest
-// multiple of ln 2 (|r| <= ln 2 / 2) for a degree-6 Taylor polynomial:
-// relative error about 1e-7.
-FLASHNEOX_LOOP_BODY float exp_at_most_zero(float v) {
-  v = v < -86.0f ? -86.0f : v;  // 2^k stays a normal float
-  const float k = (v * 1.44269504f + 12582912.0f) - 12582912.0f;  // round(v / ln 2)
-  const float r = (v - k * 0.693145752f) - k * 1.42860682e-6f;      // v - k ln 2 (ln 2 in two parts)
-  float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666667f + r * (0.0416666667f + r * (0.00833333333f + r * 0.00138888889f)))));
-  int32_t bits;
-  std::memcpy(&bits, &p, 4);
-  bits += static_cast<int32_t>(k) << 23;  // * 2^k
-  std::memcpy(&p, &bits, 4);
-  return p;
-}
+// total over 50k terms was off by 6e-5). Each exp is attention's (Cephes'
+// expf, exact-rounding operations only, so it too is the same everywhere).
 FLASHNEOX_LOOP_BODY double sum_exp_body(const float* x, int32_t n, float max) {
   double lanes[16] = {};
   int32_t i = 0;
   for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; ++l) lanes[l] += static_cast<double>(exp_at_most_zero(x[i + l] - max));
-  for (int l = 0; i < n; ++i, ++l) lanes[l] += static_cast<double>(exp_at_most_zero(x[i] - max));
+    for (int l = 0; l < 16; ++l) lanes[l] += static_cast<double>(cpu::exp_lane(x[i + l] - max));
+  for (int l = 0; i < n; ++i, ++l) lanes[l] += static_cast<double>(cpu::exp_lane(x[i] - max));
   double total = 0.0;
   for (double lane : lanes) total += lane;
   return total;
