@@ -73,7 +73,7 @@ __attribute__((target("avx512f"))) float fma_loop_avx512(long iterations) {
   for (long it = 0; it < iterations; ++it)
     for (int i = 0; i < 10; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
   alignas(64) float lanes[16];
-  __m512 s = acc[0];
+  __m512 s = acc[0];  // every chain feeds the result, or the compiler drops nine of them
   for (int i = 1; i < 10; ++i) s = _mm512_add_ps(s, acc[i]);
   _mm512_store_ps(lanes, s);
   return lanes[0];
@@ -86,7 +86,9 @@ __attribute__((target("avx2,fma"))) float fma_loop_avx2(long iterations) {
   for (long it = 0; it < iterations; ++it)
     for (int i = 0; i < 10; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
   alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, acc[0]);
+  __m256 s = acc[0];  // every chain feeds the result, or the compiler drops nine of them
+  for (int i = 1; i < 10; ++i) s = _mm256_add_ps(s, acc[i]);
+  _mm256_store_ps(lanes, s);
   return lanes[0];
 }
 #endif
