@@ -18,6 +18,7 @@ Flags generate_flags() {
 Flags perplexity_flags() {
   return Flags{{"--file", "PATH", "", "text file to score (required)"},
                {"--start-token", "N", "0", "skip the first N tokens of the file"},
+               {"--max-tokens", "N", "all", "score only the first N tokens from --start-token (a quick estimate)"},
                {"--window", "N", "min(max_position_embeddings, 1024)", "tokens per scored window"},
                {"--stride", "N", "the window", "tokens between window starts; each window scores its last stride tokens"},
                {"--partial-window", "", "", "also score a last window shorter than --window"}} +
