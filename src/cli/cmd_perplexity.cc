@@ -30,11 +30,8 @@ int run_perplexity(int argc, char** argv) {
   text << in.rdbuf();
   std::vector<int32_t> tokens = loaded.tokenizer->encode(text.str());
   const int start = args.get_int("--start-token", 0);
-  if (args.has("--max-tokens")) {
-    const int max_tokens = args.get_int("--max-tokens", 0);
-    if (max_tokens < 2) throw Error("--max-tokens must be at least 2");
-    if (start >= 0 && static_cast<size_t>(start) + max_tokens < tokens.size()) tokens.resize(start + max_tokens);
-  }
+  const bool capped = args.has("--max-tokens");
+  const int max_tokens = args.get_int("--max-tokens", 0);
   const int window = args.get_int("--window", std::min(model.config().max_position_embeddings, 1024));
   const int stride = args.get_int("--stride", window);
   if (window < 2) throw Error("--window must be at least 2");
@@ -42,12 +39,14 @@ int run_perplexity(int argc, char** argv) {
   if (window > model.config().max_position_embeddings)
     throw Error(concat("--window ", window, " exceeds max_position_embeddings (",
                        model.config().max_position_embeddings, ")"));
-  if (args.has("--max-tokens") && args.get_int("--max-tokens", 0) < (partial ? 2 : window))
-    throw Error(concat("--max-tokens ", args.get_int("--max-tokens", 0), " holds no full window of ", window,
+  if (capped && partial && max_tokens < 2) throw Error("--max-tokens must be at least 2");
+  if (capped && !partial && max_tokens < window)
+    throw Error(concat("--max-tokens ", max_tokens, " holds no full window of ", window,
                        " tokens (--partial-window scores a shorter one)"));
   if (start < 0 || start + (partial ? 2 : window) > static_cast<int>(tokens.size()))
     throw Error(concat("--start-token ", start, " leaves nothing to score (the file has ",
                        tokens.size(), " tokens)"));
+  if (capped && static_cast<size_t>(start) + max_tokens < tokens.size()) tokens.resize(start + max_tokens);
 
   PerplexityOptions options;
   options.window = window;
