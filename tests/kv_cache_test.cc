@@ -3,7 +3,13 @@
 #include "cache/block_manager.h"
 #include "cache/kv_cache.h"
 #include "core/error.h"
+#include "core/large_buffer.h"
 #include "model/sequence_batch.h"
+
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
 
 namespace flashneox {
 namespace {
@@ -114,6 +120,64 @@ TEST(BlockManager, WithoutPrefixCachingNothingIsShared) {
   EXPECT_EQ(m.share_prefix(b, tokens, 5, kb), 0);
   EXPECT_EQ(m.cached_blocks(), 0);
   EXPECT_EQ(m.free_blocks(), 4);
+}
+
+// The smaps entry of the mapping that holds `p`: its "THPeligible" flag, or
+// -1 when the kernel does not report one.
+int huge_page_eligible(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    uintptr_t begin = 0, end = 0;
+    char dash = 0;
+    std::istringstream range(line);
+    if (range >> std::hex >> begin >> dash >> end && dash == '-') {
+      inside = begin <= at && at < end;
+      continue;
+    }
+    if (inside && line.rfind("THPeligible:", 0) == 0) return std::stoi(line.substr(12));
+  }
+  return -1;
+}
+
+TEST(LargeBuffer, ZeroedAlignedAndMarkedForHugePages) {
+  const size_t bytes = 5 * LargeBuffer::kHugePage + 100;
+  LargeBuffer buffer(bytes, "a test");
+  ASSERT_NE(buffer.data(), nullptr);
+  EXPECT_EQ(buffer.size(), bytes);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(buffer.data()) % LargeBuffer::kHugePage, 0u);
+  const auto* bytes_at = static_cast<const unsigned char*>(buffer.data());
+  for (size_t i = 0; i < bytes; i += 4093) ASSERT_EQ(bytes_at[i], 0) << i;
+  EXPECT_EQ(bytes_at[bytes - 1], 0);
+  static_cast<unsigned char*>(buffer.data())[bytes - 1] = 7;  // writable to its last byte
+  // Where transparent huge pages are on ("always" or "madvise"), the mapping
+  // must be eligible: with "madvise" only our advice makes it so.
+  std::ifstream setting("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string mode((std::istreambuf_iterator<char>(setting)), std::istreambuf_iterator<char>());
+  const int eligible = huge_page_eligible(buffer.data());
+  if (!mode.empty() && mode.find("[never]") == std::string::npos && eligible >= 0) {
+    EXPECT_EQ(eligible, 1) << mode;
+  }
+
+  LargeBuffer moved = std::move(buffer);
+  EXPECT_EQ(buffer.data(), nullptr);
+  EXPECT_EQ(static_cast<unsigned char*>(moved.data())[bytes - 1], 7);
+  LargeBuffer small(1000, "a test");  // below a huge page: page-aligned, still zeroed
+  EXPECT_EQ(static_cast<unsigned char*>(small.data())[999], 0);
+  moved = std::move(small);
+  EXPECT_EQ(moved.size(), 1000u);
+  EXPECT_EQ(LargeBuffer(0, "a test").data(), nullptr);
+}
+
+TEST(LargeBuffer, ImpossibleSizeIsAClearError) {
+  try {
+    LargeBuffer buffer(size_t{1} << 60, "a test");
+    FAIL() << "allocated 2^60 bytes";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot allocate 1152921504606846976 bytes for a test"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 #include "cache/kv_cache.h"
 
 #include <atomic>
-#include <cstdlib>
+#include <string>
 
 #include "core/error.h"
 
@@ -17,18 +17,13 @@ KvCache::KvCache(int layers, int num_blocks, int block_size, int heads, int head
                        ", block size ", block_size));
 
   const size_t per_layer = static_cast<size_t>(num_blocks) * block_size * heads * head_size;
+  const std::string purpose = concat("the KV cache (", block_bytes(layers, block_size, heads, head_size, dtype) * num_blocks,
+                                     " bytes in all)");
   for (int l = 0; l < layers; ++l) {
-    for (auto* store : {&keys_, &values_}) {
-      void* p = std::calloc(per_layer, dtype_size(dtype));
-      if (!p)
-        throw Error(concat("cannot allocate the KV cache (",
-                           block_bytes(layers, block_size, heads, head_size, dtype) * num_blocks, " bytes)"));
-      store->emplace_back(p);
-    }
+    keys_.emplace_back(per_layer * dtype_size(dtype), purpose.c_str());
+    values_.emplace_back(per_layer * dtype_size(dtype), purpose.c_str());
   }
 }
-
-void KvCache::Free::operator()(void* p) const { std::free(p); }
 
 size_t KvCache::bytes() const {
   return block_bytes(layers(), block_size_, heads_, head_size_, dtype_) * static_cast<size_t>(num_blocks_);

@@ -7,10 +7,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/large_buffer.h"
 
 namespace flashneox {
 
@@ -19,8 +19,8 @@ class KvCache {
   KvCache(int layers, int num_blocks, int block_size, int heads, int head_size,
           DType dtype = DType::F32);
 
-  void* keys(int layer) { return keys_[layer].get(); }      // [num_blocks, heads, head_size, block_size]
-  void* values(int layer) { return values_[layer].get(); }  // [num_blocks, block_size, heads, head_size]
+  void* keys(int layer) { return keys_[layer].data(); }      // [num_blocks, heads, head_size, block_size]
+  void* values(int layer) { return values_[layer].data(); }  // [num_blocks, block_size, heads, head_size]
   DType dtype() const { return dtype_; }
   int layers() const { return static_cast<int>(keys_.size()); }
   int num_blocks() const { return num_blocks_; }
@@ -40,12 +40,9 @@ class KvCache {
   int num_blocks_, block_size_, heads_, head_size_;
   DType dtype_;
   uint64_t serial_;
-  // calloc'd: the kernel hands out zero pages lazily, so a large budget costs
-  // memory only as blocks are first used.
-  struct Free {
-    void operator()(void* p) const;
-  };
-  std::vector<std::unique_ptr<void, Free>> keys_, values_;
+  // Zeroed lazily by the kernel, so a large budget costs memory only as
+  // blocks are first used.
+  std::vector<LargeBuffer> keys_, values_;
 };
 
 // Hands out cache blocks; O(1) allocate and free, never a block twice.

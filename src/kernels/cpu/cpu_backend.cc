@@ -1,9 +1,9 @@
 // The CPU implementation of the Backend seam: a thin forwarder to the kernels.
-#include <cstdlib>
 #include <list>
 #include <vector>
 
 #include "core/error.h"
+#include "core/large_buffer.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace flashneox {
@@ -21,9 +21,7 @@ class CpuBackend final : public Backend {
     const size_t bytes = dtype == DType::I8 ? static_cast<size_t>(cpu::packed_int8_bytes(w.rows, w.cols))
                          : q4 ? static_cast<size_t>(cpu::packed_q4_bytes(w.rows, w.cols, cpu::q4_group_size(dtype)))
                               : static_cast<size_t>(cpu::packed_panels(w.rows) * w.cols * 32) * dtype_size(dtype);
-    void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!data) throw Error(concat("cannot allocate ", bytes, " bytes for packed weights"));
-    storage_.emplace_back(data);
+    void* data = allocate_packed(bytes);
     out.data = data;
     out.bytes = static_cast<int64_t>(bytes);
     if (dtype == DType::I8) {  // padded to whole panels: the kernel reads 32 per panel
@@ -86,10 +84,23 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  std::vector<std::unique_ptr<void, Free>> storage_;  // packed matrices
+  // Matrices side by side in large slabs, so small ones (Pythia-160M's
+  // attention output is 1.2 MB) sit on huge pages too; one larger than a
+  // slab gets its own buffer.
+  static constexpr size_t kSlabBytes = size_t{32} << 20;
+  void* allocate_packed(size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (bytes > kSlabBytes) return storage_.emplace_back(bytes, "packed weights").data();
+    if (storage_.empty() || slab_used_ + bytes > storage_.back().size() || storage_.back().size() != kSlabBytes) {
+      storage_.emplace_back(kSlabBytes, "packed weights");
+      slab_used_ = 0;
+    }
+    void* at = static_cast<unsigned char*>(storage_.back().data()) + slab_used_;
+    slab_used_ += bytes;
+    return at;
+  }
+  std::vector<LargeBuffer> storage_;  // slabs and large matrices, packed
+  size_t slab_used_ = 0;              // bytes handed out of the last slab
   std::list<std::vector<float>> scales_;              // int8 per-channel scales (stable addresses)
   std::list<std::vector<int32_t>> sums_;              // int8 column sums
 };

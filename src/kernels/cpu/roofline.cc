@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/isa.h"
+#include "core/large_buffer.h"
 #include "kernels/cpu/cpu_kernels.h"
 #if FLASHNEOX_X86
 #include <immintrin.h>
@@ -112,8 +113,9 @@ void on_every_thread(int threads, Body body) {
 double measure_read_bandwidth(int threads, double seconds) {
   const size_t bytes = size_t{1} << 30;  // far beyond any cache
   const size_t n = bytes / sizeof(float);
-  auto* data = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (!data) return 0.0;
+  // Allocated as the weights and the KV cache are, so "% of bandwidth" compares like with like.
+  const LargeBuffer buffer(bytes, "the bandwidth measurement");
+  auto* data = static_cast<float*>(buffer.data());
   threads = std::max(threads, 1);
   const size_t chunk = n / static_cast<size_t>(threads) / 64 * 64;
   auto part = [&](int t) { return std::pair{data + t * chunk, t == threads - 1 ? n - t * chunk : chunk}; };
@@ -129,7 +131,6 @@ double measure_read_bandwidth(int threads, double seconds) {
     const double took = std::chrono::duration<double>(Clock::now() - start).count();
     best = std::max(best, bytes / took);
   } while (Clock::now() < until);
-  std::free(data);
   return best;
 }
 
