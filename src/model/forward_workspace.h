@@ -1,14 +1,14 @@
 // The activations of one forward step: the residual stream, layer-norm
 // output, fused qkv, attention and MLP buffers. Sized once for the largest
 // step an engine runs and reused, so a step neither allocates nor zero-fills
-// (every buffer is fully written before it is read). Pages are touched only
-// as steps that large arrive.
+// (every buffer is fully written before it is read). One LargeBuffer holds
+// them all (huge pages, as the weights); pages are touched only as steps that
+// large arrive.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
-
+#include "core/large_buffer.h"
 #include "io/model_config.h"
 
 namespace flashneox {
@@ -23,19 +23,21 @@ class ForwardWorkspace {
   int64_t capacity() const { return tokens_; }
   size_t bytes() const;
 
-  float* x() { return x_.get(); }                  // [tokens, hidden] residual stream
-  float* normed() { return normed_.get(); }        // [tokens, hidden] layer-norm output
-  float* normed_mlp() { return normed_mlp_.get(); }  // [tokens, hidden] the MLP's norm (parallel residual)
-  float* qkv() { return qkv_.get(); }              // [tokens, 3 * hidden]
-  float* q() { return q_.get(); }                  // [tokens, hidden] rotated queries
-  float* attn() { return attn_.get(); }            // [tokens, hidden] attention output
-  float* attn_out() { return attn_out_.get(); }    // [tokens, hidden] after the dense projection
-  float* mlp_out() { return mlp_out_.get(); }      // [tokens, hidden]
-  float* mlp_hidden() { return mlp_hidden_.get(); }  // [tokens, intermediate]
+  float* x() { return x_; }                  // [tokens, hidden] residual stream
+  float* normed() { return normed_; }        // [tokens, hidden] layer-norm output
+  float* normed_mlp() { return normed_mlp_; }  // [tokens, hidden] the MLP's norm (parallel residual)
+  float* qkv() { return qkv_; }              // [tokens, 3 * hidden]
+  float* q() { return q_; }                  // [tokens, hidden] rotated queries
+  float* attn() { return attn_; }            // [tokens, hidden] attention output
+  float* attn_out() { return attn_out_; }    // [tokens, hidden] after the dense projection
+  float* mlp_out() { return mlp_out_; }      // [tokens, hidden]
+  float* mlp_hidden() { return mlp_hidden_; }  // [tokens, intermediate]
 
  private:
   int64_t tokens_ = 0, hidden_ = 0, intermediate_ = 0;
-  std::unique_ptr<float[]> x_, normed_, normed_mlp_, qkv_, q_, attn_, attn_out_, mlp_out_, mlp_hidden_;
+  LargeBuffer buffer_;
+  float *x_ = nullptr, *normed_ = nullptr, *normed_mlp_ = nullptr, *qkv_ = nullptr, *q_ = nullptr, *attn_ = nullptr,
+        *attn_out_ = nullptr, *mlp_out_ = nullptr, *mlp_hidden_ = nullptr;
 };
 
 }  // namespace flashneox
