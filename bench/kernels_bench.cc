@@ -86,7 +86,8 @@ void BM_LinearInnerSize(benchmark::State& state) {
   time_linear(state, 96, state.range(0), 4096, static_cast<DType>(state.range(1)), false);
 }
 BENCHMARK(BM_LinearInnerSize)
-    ->ArgsProduct({{128, 256, 1024, 4096}, {static_cast<int>(DType::F32), static_cast<int>(DType::F16)}})
+    ->ArgsProduct({{128, 256, 1024, 4096},
+                   {static_cast<int>(DType::F32), static_cast<int>(DType::F16), static_cast<int>(DType::I8)}})
     ->UseRealTime();
 
 // One decode step's attention: `seqs` sequences of `context` cached tokens,

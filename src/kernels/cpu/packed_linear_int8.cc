@@ -32,9 +32,11 @@ constexpr int kMrAvx2 = 2;
 int64_t padded_cols(int64_t cols) { return (cols + 3) / 4 * 4; }
 
 
-// Row quantization: u8 = round(x / scale) + 128, scale = absmax / 127
-// (round half away from zero, branch-free so the loop vectorises).
-FLASHNEOX_LOOP_BODY float quantize_row_body(const float* row, int64_t k, int64_t kp, uint8_t* dst) {
+// Row quantization: q = round(x / scale), scale = absmax / 127 (round half
+// away from zero, branch-free so the loop vectorises), stored as q + zero in
+// a byte: zero = 128 gives the u8 that vpdpbusd and the scalar twin take,
+// zero = 0 the signed byte the AVX2 kernel takes.
+FLASHNEOX_LOOP_BODY float quantize_row_body(const float* row, int64_t k, int64_t kp, int32_t zero, uint8_t* dst) {
   float amax = 0.0f;
 #pragma omp simd reduction(max : amax)  // max is exact in any order
   for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(row[i]));
@@ -42,16 +44,17 @@ FLASHNEOX_LOOP_BODY float quantize_row_body(const float* row, int64_t k, int64_t
   const float inv = 1.0f / scale;
   for (int64_t i = 0; i < k; ++i) {
     const float v = std::min(std::max(row[i] * inv, -127.0f), 127.0f);
-    dst[i] = static_cast<uint8_t>(static_cast<int32_t>(v + (v >= 0.0f ? 0.5f : -0.5f)) + 128);
+    dst[i] = static_cast<uint8_t>(static_cast<int32_t>(v + (v >= 0.0f ? 0.5f : -0.5f)) + zero);
   }
-  for (int64_t i = k; i < kp; ++i) dst[i] = 128;  // zero after the offset
+  for (int64_t i = k; i < kp; ++i) dst[i] = static_cast<uint8_t>(zero);  // the padding is zero
   return scale;
 }
-FLASHNEOX_PER_ISA(float, quantize_row, (const float* row, int64_t k, int64_t kp, uint8_t* dst), (row, k, kp, dst))
+FLASHNEOX_PER_ISA(float, quantize_row, (const float* row, int64_t k, int64_t kp, int32_t zero, uint8_t* dst),
+                  (row, k, kp, zero, dst))
 
-void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, uint8_t* q, float* scales) {
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int32_t zero, uint8_t* q, float* scales) {
   parallel_for_cost(m, 4 * k, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) scales[r] = quantize_row(x + r * k, k, kp, q + r * kp);
+    for (int64_t r = begin; r < end; ++r) scales[r] = quantize_row(x + r * k, k, kp, zero, q + r * kp);
   });
 }
 
@@ -98,31 +101,35 @@ const VnniKernel kVnni[kMrVnni] = {panel_vnni<1>, panel_vnni<2>, panel_vnni<3>, 
                                    panel_vnni<9>, panel_vnni<10>, panel_vnni<11>, panel_vnni<12>};
 // AVX2 has no vpdpbusd, and vpmaddubsw of the offset activations (up to 255)
 // by weights (up to 127) would saturate its 16-bit pair sums. So the
-// activations lose their offset (x ^ 0x80 is x - 128 as a signed byte) and
-// take the weights' signs, the weights their magnitudes: pairs of |w| · ±x
+// activations come without the offset (signed bytes, quantized with zero = 0)
+// and take the weights' signs, the weights their magnitudes: pairs of |w| · ±x
 // stay within 2 · 127 · 127. The integer sum is the VNNI path's after its
-// offset correction, so the floats that follow are the same.
+// offset correction, so the floats that follow are the same. A quarter of the
+// panel at a time, each weight read straight from L1 where it is used: the
+// accumulators, both rows' activations and the constant fit the 16 registers
+// (holding the whole group's weights spilled the accumulators to the stack).
 template <int MR>
 __attribute__((target("avx2,fma"))) void panel_avx2(const uint8_t* xq, int64_t ldq, const float* xs,
-                                                    const int8_t* panel, int64_t groups, const float* ws,
-                                                    const float* bias, float* y, int64_t ldy, int cols) {
-  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+                                                                   const int8_t* panel, int64_t groups,
+                                                                   const float* ws, const float* bias, float* y,
+                                                                   int64_t ldy, int cols) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i acc[MR][4];
   for (int r = 0; r < MR; ++r)
     for (int h = 0; h < 4; ++h) acc[r][h] = _mm256_setzero_si256();
   for (int64_t g = 0; g < groups; ++g) {
-    __m256i w[4], magnitude[4];
+    __m256i xb[MR];
+#pragma GCC unroll 2
+    for (int r = 0; r < MR; ++r) xb[r] = _mm256_set1_epi32(*reinterpret_cast<const UnalignedInt32*>(xq + r * ldq + g * 4));
+#pragma GCC unroll 4
     for (int h = 0; h < 4; ++h) {
-      w[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + g * 128 + h * 32));
-      magnitude[h] = _mm256_abs_epi8(w[h]);
-    }
-    for (int r = 0; r < MR; ++r) {
-      const __m256i xb = _mm256_xor_si256(
-          _mm256_set1_epi32(*reinterpret_cast<const UnalignedInt32*>(xq + r * ldq + g * 4)), flip);
-      for (int h = 0; h < 4; ++h)
+      const auto* wp = reinterpret_cast<const __m256i*>(panel + g * 128 + h * 32);
+      const __m256i magnitude = _mm256_abs_epi8(_mm256_loadu_si256(wp));
+#pragma GCC unroll 2
+      for (int r = 0; r < MR; ++r)
         acc[r][h] = _mm256_add_epi32(
-            acc[r][h], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude[h], _mm256_sign_epi8(xb, w[h])), ones));
+            acc[r][h],
+            _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(xb[r], _mm256_loadu_si256(wp))), ones));
     }
   }
   for (int r = 0; r < MR; ++r) {
@@ -208,13 +215,13 @@ void packed_linear_int8(const float* x, int64_t m, const WeightMatrix& w, const 
   const int64_t panels = packed_panels(n);
   thread_local std::vector<uint8_t> xq;
   thread_local std::vector<float> xs;
-  xq.resize(static_cast<size_t>(m * kp));
-  xs.resize(static_cast<size_t>(m));
-  quantize_rows(x, m, k, kp, xq.data(), xs.data());
-  const uint8_t* q = xq.data();
-  const float* qs = xs.data();
   [[maybe_unused]] const bool vnni = has_vnni();  // false off x86
   [[maybe_unused]] const bool avx2 = !vnni && active_isa() >= Isa::Avx2;
+  xq.resize(static_cast<size_t>(m * kp));
+  xs.resize(static_cast<size_t>(m));
+  quantize_rows(x, m, k, kp, avx2 ? 0 : 128, xq.data(), xs.data());
+  const uint8_t* q = xq.data();
+  const float* qs = xs.data();
   const int max_mr = vnni ? kMrVnni : avx2 ? kMrAvx2 : 1;
   const int64_t block_m = std::max<int64_t>(max_mr, (256 * 1024 / std::max<int64_t>(kp, 1)) / max_mr * max_mr);
   parallel_for_cost(panels, m * kPanel * k / 4, [&](int64_t begin, int64_t end) {
