@@ -162,13 +162,14 @@ bench-peers: build $(BENCH_VENV)/bin/python
 	$(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-160m.json
 	$(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-410m.json
 
-# flashneox against llama.cpp by context length (batch 1) and by batch (prompt
+# flashneox against llama.cpp by context length (batch 1; 1,984 + 64 new fill
+# the 2,048 positions) and by batch (prompt
 # 128), Pythia-160M shape, f16 and 8-bit; RACE_ROUNDS alternating rounds.
 RACE_ROUNDS ?= 2
 RACE = $(BENCH_VENV)/bin/python bench/compare_peers.py --config bench/configs/pythia-160m.json --rounds $(RACE_ROUNDS) --new 64
 bench-race: build $(BENCH_VENV)/bin/python
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
-	for p in 128 512 1920; do $(RACE) --prompt $$p --engines flashneox-f16,llama-f16,flashneox-int8,llama-q8; done
+	for p in 128 512 1984; do $(RACE) --prompt $$p --engines flashneox-f16,llama-f16,flashneox-int8,llama-q8; done
 	for b in 8 32; do $(RACE) --prompt 128 --batch $$b --engines flashneox-f16,llama-f16; done
 
 # 4-bit: flashneox q4 against llama.cpp Q4_0 (gguf-py, every matrix Q4_0) and

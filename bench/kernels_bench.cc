@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "core/large_buffer.h"
 #include "core/parallel.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/roofline.h"
@@ -99,12 +100,17 @@ void BM_DecodeAttention(benchmark::State& state) {
   const int blocks_per_seq = (context + bs - 1) / bs;
   std::vector<int32_t> tables(static_cast<size_t>(seqs * blocks_per_seq));
   std::iota(tables.begin(), tables.end(), 0);
+  // The cache in LargeBuffers (huge pages), as the engine keeps it.
   const auto k = random_vector(tables.size() * bs * heads * d, 3);
   const auto v = random_vector(k.size(), 4);
-  std::vector<uint16_t> kh(half ? k.size() : 0), vh(kh.size());
+  const size_t elem = half ? 2 : 4;
+  LargeBuffer k_cache(k.size() * elem, "keys"), v_cache(v.size() * elem, "values");
   if (half) {
-    cpu::narrow_f16(k.data(), kh.data(), static_cast<int64_t>(k.size()));
-    cpu::narrow_f16(v.data(), vh.data(), static_cast<int64_t>(v.size()));
+    cpu::narrow_f16(k.data(), static_cast<uint16_t*>(k_cache.data()), static_cast<int64_t>(k.size()));
+    cpu::narrow_f16(v.data(), static_cast<uint16_t*>(v_cache.data()), static_cast<int64_t>(v.size()));
+  } else {
+    std::copy(k.begin(), k.end(), static_cast<float*>(k_cache.data()));
+    std::copy(v.begin(), v.end(), static_cast<float*>(v_cache.data()));
   }
   const auto q = random_vector(static_cast<size_t>(seqs * heads * d), 5);
   std::vector<float> out(q.size());
@@ -113,8 +119,8 @@ void BM_DecodeAttention(benchmark::State& state) {
   AttentionParams p;
   p.q = q.data();
   p.out = out.data();
-  p.k_cache = half ? static_cast<const void*>(kh.data()) : k.data();
-  p.v_cache = half ? static_cast<const void*>(vh.data()) : v.data();
+  p.k_cache = k_cache.data();
+  p.v_cache = v_cache.data();
   p.kv_dtype = half ? DType::F16 : DType::F32;
   p.heads = heads;
   p.head_size = d;
