@@ -1,10 +1,11 @@
 // Memory for the big, long-lived arrays every token streams through: packed
-// weights and the KV cache. Each buffer is its own anonymous mapping, zeroed
-// lazily by the kernel (a large KV budget costs memory only as blocks are
-// first used), aligned to 2 MiB and marked for transparent huge pages. With
-// 4 KiB pages a decode step's stream of weights and cache stalls at every
-// page: the hardware prefetchers stop at page boundaries and the TLB misses
-// ~75,000 times per Pythia-160M token.
+// weights, the KV cache and the forward pass's activations. Each buffer is its
+// own anonymous mapping, zeroed lazily by the kernel (a large KV budget costs
+// memory only as blocks are first used), aligned to 2 MiB and marked for
+// transparent huge pages. With 4 KiB pages a decode step's stream of weights
+// and cache stalls at every page (the hardware prefetchers stop at page
+// boundaries, and each page needs its own TLB entry): a Pythia-160M token
+// crosses ~75,000 of them. README ("Memory and dtypes") has the measurements.
 #pragma once
 
 #include <cstddef>

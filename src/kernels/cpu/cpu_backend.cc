@@ -99,10 +99,10 @@ class CpuBackend final : public Backend {
     slab_used_ += bytes;
     return at;
   }
-  std::vector<LargeBuffer> storage_;  // slabs and large matrices, packed
-  size_t slab_used_ = 0;              // bytes handed out of the last slab
-  std::list<std::vector<float>> scales_;              // int8 per-channel scales (stable addresses)
-  std::list<std::vector<int32_t>> sums_;              // int8 column sums
+  std::vector<LargeBuffer> storage_;       // slabs and large matrices, packed
+  size_t slab_used_ = 0;                   // bytes handed out of the last slab
+  std::list<std::vector<float>> scales_;   // int8 per-channel scales (stable addresses)
+  std::list<std::vector<int32_t>> sums_;   // int8 column sums
 };
 
 }  // namespace
