@@ -117,6 +117,9 @@ TEST(BenchCli, RandomWeightsOfAConfigGiveTheJsonReport) {
   EXPECT_EQ(report["results"][1]["batch"], 3);
   EXPECT_EQ(report["results"][2]["prompt"], 20);
   EXPECT_GT(report["machine"]["read_bandwidth_bytes_per_s"].get<double>(), 1e8);
+  // Resident memory, and how much of it is on huge pages (none where the system turns them off).
+  EXPECT_GT(report["rss_bytes"].get<double>(), 1e6);
+  EXPECT_LE(report["rss_huge_page_bytes"].get<double>(), report["rss_bytes"].get<double>());
   EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " bench --config /nonexistent.json --json", &out), 1);
   EXPECT_EQ(testing::run_command(testing::flashneox_binary() + " bench --dtype q3 --json", &out), 1);
   EXPECT_NE(out.find("--dtype"), std::string::npos) << out;

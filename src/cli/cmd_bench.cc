@@ -30,17 +30,22 @@ namespace flashneox {
 
 namespace {
 
-size_t resident_bytes() {
-  std::ifstream in("/proc/self/status");
+// A "Key: N kB" line of a /proc file, in bytes (0 when absent).
+size_t proc_bytes(const char* file, const std::string& wanted) {
+  std::ifstream in(file);
   std::string key;
   size_t value;
   std::string unit;
   while (in >> key) {
-    if (key == "VmRSS:" && in >> value >> unit) return value * 1024;
+    if (key == wanted && in >> value >> unit) return value * 1024;
     in.ignore(1 << 20, '\n');
   }
   return 0;
 }
+size_t resident_bytes() { return proc_bytes("/proc/self/status", "VmRSS:"); }
+// Of that, on transparent huge pages (the weights, the KV cache and the
+// activations ask for them; 0 where the system's setting is "never").
+size_t huge_page_bytes() { return proc_bytes("/proc/self/smaps_rollup", "AnonHugePages:"); }
 
 struct Result {
   int batch, prompt, generated, adapters;
@@ -367,7 +372,7 @@ int run_bench(int argc, char** argv) {
       if (o.prompt == r.prompt && o.batch == 1 && o.adapters == r.adapters) return &o;
     return nullptr;
   };
-  const size_t rss = resident_bytes();
+  const size_t rss = resident_bytes(), rss_huge = huge_page_bytes();
   // Tensor parallelism: rank 0's forwards and their time in MPI.
   const GptNeoxModel::ParallelTimes& tp = measured->parallel_times();
   const int ranks = measured->shard().ranks;
@@ -375,6 +380,7 @@ int run_bench(int argc, char** argv) {
   if (json_out) {
     nlohmann::json out = {{"model", label}, {"dtype", dtype}, {"threads", threads}, {"isa", cpu::isa_name(cpu::active_isa())},
                           {"new_tokens", new_tokens}, {"weight_bytes", weight_bytes}, {"rss_bytes", rss},
+                          {"rss_huge_page_bytes", rss_huge},
                           {"ranks", ranks},
                           {"machine", {{"read_bandwidth_bytes_per_s", bandwidth}, {"fma_peak_flops", peak}}}};
     if (ranks > 1)
@@ -394,9 +400,10 @@ int run_bench(int argc, char** argv) {
     std::printf("%s\n", out.dump().c_str());
     return 0;
   }
-  std::printf("model %s · weights %s · %.1f MiB · %d threads (%s) · %d new tokens · resident %.1f MiB\n",
+  std::printf("model %s · weights %s · %.1f MiB · %d threads (%s) · %d new tokens · resident %.1f MiB (%.1f on huge "
+              "pages)\n",
               label.c_str(), dtype.c_str(), weight_bytes / 1048576.0, threads, cpu::isa_name(cpu::active_isa()),
-              new_tokens, rss / 1048576.0);
+              new_tokens, rss / 1048576.0, rss_huge / 1048576.0);
   std::printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (measured now)\n", bandwidth / 1e9,
               peak / 1e9);
   if (ranks > 1)
