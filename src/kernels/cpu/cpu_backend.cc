@@ -1,5 +1,6 @@
 // The CPU implementation of the Backend seam: a thin forwarder to the kernels.
 #include <list>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -91,16 +92,16 @@ class CpuBackend final : public Backend {
   void* allocate_packed(size_t bytes) {
     bytes = (bytes + 63) / 64 * 64;
     if (bytes > kSlabBytes) return storage_.emplace_back(bytes, "packed weights").data();
-    if (storage_.empty() || slab_used_ + bytes > storage_.back().size() || storage_.back().size() != kSlabBytes) {
-      storage_.emplace_back(kSlabBytes, "packed weights");
-      slab_used_ = 0;
+    if (bytes > slab_left_) {
+      slab_ = static_cast<unsigned char*>(storage_.emplace_back(kSlabBytes, "packed weights").data());
+      slab_left_ = kSlabBytes;
     }
-    void* at = static_cast<unsigned char*>(storage_.back().data()) + slab_used_;
-    slab_used_ += bytes;
-    return at;
+    slab_left_ -= bytes;
+    return std::exchange(slab_, slab_ + bytes);
   }
   std::vector<LargeBuffer> storage_;       // slabs and large matrices, packed
-  size_t slab_used_ = 0;                   // bytes handed out of the last slab
+  unsigned char* slab_ = nullptr;          // the next free byte of the current slab
+  size_t slab_left_ = 0;                   // and how many follow it
   std::list<std::vector<float>> scales_;   // int8 per-channel scales (stable addresses)
   std::list<std::vector<int32_t>> sums_;   // int8 column sums
 };

@@ -110,9 +110,8 @@ const VnniKernel kVnni[kMrVnni] = {panel_vnni<1>, panel_vnni<2>, panel_vnni<3>, 
 // (holding the whole group's weights spilled the accumulators to the stack).
 template <int MR>
 __attribute__((target("avx2,fma"))) void panel_avx2(const uint8_t* xq, int64_t ldq, const float* xs,
-                                                                   const int8_t* panel, int64_t groups,
-                                                                   const float* ws, const float* bias, float* y,
-                                                                   int64_t ldy, int cols) {
+                                                    const int8_t* panel, int64_t groups, const float* ws,
+                                                    const float* bias, float* y, int64_t ldy, int cols) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i acc[MR][4];
   for (int r = 0; r < MR; ++r)
